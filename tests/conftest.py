@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from django.db import connections
+from rest_framework.test import APIClient
+
+from tests.factories import AdminFactory, ArtistFactory, HostFactory, UserFactory
+from treasury.api import token_pair
+from treasury.models import User
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
+    """pytest-django's setup, where `default` mirrors `owner` (settings.DATABASES): the owner
+    creates and migrates the test database, the tests then connect as treasury_app. The
+    runtime connections are closed before the owner drops the database at the end."""
+    yield
+    with django_db_blocker.unblock():
+        for connection in connections.all():
+            connection.close()
+
+
+@pytest.fixture
+def buyer(db: None) -> User:
+    return UserFactory()
+
+
+@pytest.fixture
+def host(db: None) -> User:
+    return HostFactory()
+
+
+@pytest.fixture
+def artist(db: None) -> User:
+    return ArtistFactory()
+
+
+@pytest.fixture
+def admin_user(db: None) -> User:
+    return AdminFactory()
+
+
+@pytest.fixture
+def api_client() -> APIClient:
+    return APIClient()
+
+
+@pytest.fixture
+def client_for() -> Callable[[User], APIClient]:
+    """An API client that carries `user`'s JWT access token."""
+
+    def make(user: User) -> APIClient:
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {token_pair(user)['access']}")
+        return client
+
+    return make
+
+
+@pytest.fixture
+def raw_sql() -> Callable[..., list[tuple[Any, ...]]]:
+    """Run raw SQL on the runtime role's connection (the one RLS applies to)."""
+
+    def run(
+        statement: str, params: list[Any] | None = None, using: str = "default"
+    ) -> list[tuple[Any, ...]]:
+        with connections[using].cursor() as cursor:
+            cursor.execute(statement, params or [])
+            return cursor.fetchall() if cursor.description else []
+
+    return run
+
+
+@pytest.fixture
+def committed_db(django_db_blocker: Any) -> Iterator[None]:
+    """Real commits, for tests whose threads must see each other's work.
+
+    Append-only tables cannot be truncated, so nothing is flushed afterwards: such tests
+    use fresh users and unique keys, and assert on their own rows only.
+    """
+    with django_db_blocker.unblock():
+        yield
+        for connection in connections.all():
+            connection.close()

