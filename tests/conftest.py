@@ -85,3 +85,28 @@ def committed_db(django_db_blocker: Any) -> Iterator[None]:
         yield
         for connection in connections.all():
             connection.close()
+
+
+@pytest.fixture
+def runtime_connection() -> Iterator[Any]:
+    """A separate psycopg connection to the test database as the runtime role, for proving
+    what happens at COMMIT (the test's own connection never commits)."""
+    import psycopg
+
+    params = connections["default"].get_connection_params()
+    params.pop("cursor_factory", None)
+    params.pop("context", None)
+    with psycopg.connect(**params) as conn:
+        yield conn
+
+
+@pytest.fixture
+def owner_connection() -> Iterator[Any]:
+    """A separate psycopg connection to the test database as the owner."""
+    import psycopg
+
+    params = connections["owner"].get_connection_params()
+    params.pop("cursor_factory", None)
+    params.pop("context", None)
+    with psycopg.connect(**params) as conn:
+        yield conn

@@ -102,6 +102,31 @@ def owner_rls_sql(table: str, owner_column: str = "user_id") -> tuple[str, str]:
     return forward, reverse
 
 
+def owner_reads_system_writes_sql(table: str, visible_to_user: str) -> tuple[str, str]:
+    """RLS for books kept by the system: users read what `visible_to_user` (an SQL condition)
+    allows; only the admin/system contexts insert or update. The ledger uses this."""
+    forward = f"""
+        ALTER TABLE {table} ENABLE ROW LEVEL SECURITY;
+        ALTER TABLE {table} FORCE ROW LEVEL SECURITY;
+        CREATE POLICY {table}_read ON {table} FOR SELECT
+            USING ({PRIVILEGED_SQL} OR ({visible_to_user}));
+        CREATE POLICY {table}_insert ON {table} FOR INSERT WITH CHECK ({PRIVILEGED_SQL});
+        CREATE POLICY {table}_update ON {table} FOR UPDATE
+            USING ({PRIVILEGED_SQL}) WITH CHECK ({PRIVILEGED_SQL});
+        -- Visible to the system so that the append-only triggers, not RLS, say no loudly.
+        CREATE POLICY {table}_delete ON {table} FOR DELETE USING ({PRIVILEGED_SQL});
+    """
+    reverse = f"""
+        DROP POLICY IF EXISTS {table}_read ON {table};
+        DROP POLICY IF EXISTS {table}_insert ON {table};
+        DROP POLICY IF EXISTS {table}_update ON {table};
+        DROP POLICY IF EXISTS {table}_delete ON {table};
+        ALTER TABLE {table} NO FORCE ROW LEVEL SECURITY;
+        ALTER TABLE {table} DISABLE ROW LEVEL SECURITY;
+    """
+    return forward, reverse
+
+
 def owner_rls_operation(table: str, owner_column: str = "user_id") -> migrations.RunSQL:
     forward, reverse = owner_rls_sql(table, owner_column)
     return migrations.RunSQL(forward, reverse)

