@@ -148,7 +148,8 @@ def shard_for(code: str, idempotency_key: str) -> int:
 
 
 def _open_accounts(keys: Iterable[tuple[str, int]]) -> None:
-    """Open accounts the chart knows but the books do not have yet (a new host, a shard)."""
+    """Open accounts the chart knows but the books may not have yet (a new host, a shard).
+    Always in sorted order, so two postings opening the same accounts wait, never cross."""
     rows = []
     for code, shard in keys:
         parsed = parse_code(code)
@@ -176,15 +177,29 @@ def _select_for_update(keys: set[tuple[str, int]]) -> dict[tuple[str, int], Ledg
     return {(a.code, a.shard): a for a in locked if (a.code, a.shard) in keys}
 
 
+class _AccountsMissing(Exception):
+    pass
+
+
 def _lock_accounts(keys: set[tuple[str, int]]) -> dict[tuple[str, int], LedgerAccount]:
-    """Row-lock the accounts in id order: every posting takes its locks in one global order,
-    so concurrent postings queue but never deadlock. Accounts not opened yet are opened and
-    locked after the existing ones (one query in the common case)."""
-    accounts = _select_for_update(keys)
-    if missing := keys - accounts.keys():
-        _open_accounts(sorted(missing))
-        accounts.update(_select_for_update(missing))
-    return accounts
+    """Row-lock the accounts in id order, so concurrent postings queue but never deadlock.
+
+    Accounts not opened yet (a new host, a new shard) break that order, so a posting that
+    finds one missing first gives back every lock it took (rolling back the savepoint
+    releases them), opens the missing accounts while holding no lock, then locks them all.
+    A concurrent posting cannot see our uncommitted new rows; it finds them missing and
+    waits on our INSERT holding nothing, which leaves no cycle for a deadlock.
+    """
+    try:
+        with transaction.atomic():
+            accounts = _select_for_update(keys)
+            if keys - accounts.keys():
+                raise _AccountsMissing
+        return accounts
+    except _AccountsMissing:
+        pass
+    _open_accounts(sorted(keys))
+    return _select_for_update(keys)
 
 
 def ensure_account(*, code: str, shard: int = 0) -> LedgerAccount:

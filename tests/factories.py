@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import factory
@@ -17,7 +18,7 @@ class UserFactory(factory.django.DjangoModelFactory):
         model = User
         skip_postgeneration_save = True
 
-    email = factory.Sequence(lambda n: f"user{n}@example.test")
+    email = factory.Sequence(lambda n: f"user{n}.{uuid.uuid4().hex[:8]}@example.test")
     role = Role.BUYER
     display_name = factory.Faker("name")
 
