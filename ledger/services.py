@@ -26,9 +26,16 @@ from django.db import connection, transaction
 from ledger.chart import parse_code
 from ledger.models import DEBIT_NORMAL_KINDS, LedgerAccount, LedgerEntry, LedgerTransaction, Side
 from ledger.money import largest_remainder, normalize_currency
-from treasury.errors import Conflict, IdempotencyConflict, InsufficientFunds, InvalidInput
+from treasury.errors import (
+    Conflict,
+    Forbidden,
+    IdempotencyConflict,
+    InsufficientFunds,
+    InvalidInput,
+)
 from treasury.models import User
 from treasury.rls import system_context
+from treasury.services import record_audit
 
 
 @dataclass(frozen=True)
@@ -406,3 +413,41 @@ def reverse_transaction(
             reverses=original,
             created_by=created_by,
         )
+
+
+@transaction.atomic
+def post_adjustment(
+    *,
+    actor: User,
+    idempotency_key: str,
+    reason: str,
+    entries: Sequence[EntryLine],
+    reference_id: str | None = None,
+) -> LedgerTransaction:
+    """An ops correction: a balanced posting with a reason, by an admin, audited once."""
+    if not actor.is_admin:
+        raise Forbidden("only admins may post manual adjustments")
+    reason = (reason or "").strip()
+    if not reason:
+        raise InvalidInput("a reason is required", fields={"reason": ["required"]})
+    posted = post_transaction(
+        idempotency_key=idempotency_key,
+        entries=entries,
+        event_source="manual_adjustment",
+        reference_id=reference_id,
+        metadata={"reason": reason},
+        created_by=actor,
+    )
+    if not posted.was_replayed:  # type: ignore[attr-defined]
+        with system_context():
+            record_audit(
+                actor=actor,
+                action="ledger.adjustment",
+                target=posted,
+                after={
+                    "idempotency_key": idempotency_key,
+                    "reason": reason,
+                    "entries": [line.as_json() for line in entries],
+                },
+            )
+    return posted

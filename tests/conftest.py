@@ -75,7 +75,7 @@ def raw_sql() -> Callable[..., list[tuple[Any, ...]]]:
 
 
 @pytest.fixture
-def committed_db(django_db_blocker: Any) -> Iterator[None]:
+def committed_db(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
     """Real commits, for tests whose threads must see each other's work.
 
     Append-only tables cannot be truncated, so nothing is flushed afterwards: such tests

@@ -41,3 +41,30 @@ class AdminFactory(UserFactory):
     role = Role.ADMIN
     is_staff = True
     is_superuser = True
+
+
+class SplitRuleFactory(factory.django.DjangoModelFactory):
+    """A split rule written by the service (validated and audited), as the system, so a
+    test may give it any platform terms. Default: the owner, a host, gets 100%."""
+
+    class Meta:
+        model = "splits.SplitRule"
+
+    owner = factory.SubFactory(HostFactory)
+    name = factory.Sequence(lambda n: f"Split rule {n}")
+    recipients = factory.LazyAttribute(
+        lambda rule: [{"recipient_id": rule.owner.pk, "share_bps": 10_000}]
+    )
+    platform_fee_bps = 1000
+    platform_fee_fixed_cents = 0
+    fixed_fee_currency = None
+    stripe_fee_bearer = "platform"
+    dispute_loss_bearer = "platform"
+    is_default = False
+
+    @classmethod
+    def _create(cls, model_class: type, *args: Any, **kwargs: Any) -> Any:
+        from splits.services import create_split_rule
+
+        with system_context():
+            return create_split_rule(**kwargs)

@@ -113,7 +113,14 @@ for _db in (_default_db, _owner_db):
 
 DATABASES = {
     "default": {**_default_db, "TEST": {"MIRROR": "owner"}},
-    "owner": {**_owner_db, "TEST": {"NAME": f"test_{_owner_db['NAME']}"}},
+    # TREASURY_TEST_DB_SUFFIX lets several test runs share one PostgreSQL without colliding.
+    "owner": {
+        **_owner_db,
+        "TEST": {
+            "NAME": f"test_{_owner_db['NAME']}{env.str('TREASURY_TEST_DB_SUFFIX', default='')}",
+            "DEPENDENCIES": [],  # `default` mirrors this one; it cannot also come first
+        },
+    },
 }
 DATABASE_ROUTERS = ["treasury.routers.OwnerMigratesRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -238,3 +245,20 @@ SILENCED_SYSTEM_CHECKS = ["auth.W004"]
 # sub-accounts so concurrent charges do not queue on one row lock. Raising it is safe;
 # lowering it leaves the extra shards in use for old postings (balances still sum them).
 LEDGER_HOT_ACCOUNT_SHARDS = env.int("LEDGER_HOT_ACCOUNT_SHARDS", default=8)
+
+# --- Splits ---
+# The platform's default terms: the rule a charge is split by when its owner has no default
+# split rule (the rest goes 100% to the owner), and the only platform terms a host or artist
+# may give a rule they create (admins set others). The fixed fee applies only to charges in
+# SPLITS_DEFAULT_FIXED_FEE_CURRENCY; splits.checks refuses invalid values at startup.
+SPLITS_DEFAULT_PLATFORM_FEE_BPS = env.int("SPLITS_DEFAULT_PLATFORM_FEE_BPS", default=1000)
+SPLITS_DEFAULT_PLATFORM_FEE_FIXED_CENTS = env.int(
+    "SPLITS_DEFAULT_PLATFORM_FEE_FIXED_CENTS", default=0
+)
+SPLITS_DEFAULT_FIXED_FEE_CURRENCY = env.str("SPLITS_DEFAULT_FIXED_FEE_CURRENCY", default="")
+SPLITS_DEFAULT_STRIPE_FEE_BEARER = env.str("SPLITS_DEFAULT_STRIPE_FEE_BEARER", default="platform")
+SPLITS_DEFAULT_DISPUTE_LOSS_BEARER = env.str(
+    "SPLITS_DEFAULT_DISPUTE_LOSS_BEARER", default="platform"
+)
+# Both bearer fields share one choice set: one OpenAPI enum, not two names for it.
+SPECTACULAR_SETTINGS.setdefault("ENUM_NAME_OVERRIDES", {})["BearerEnum"] = "splits.terms.Bearer"

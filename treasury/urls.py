@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from django.contrib import admin
-from django.urls import URLPattern, re_path
+from django.urls import URLPattern, include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from treasury import api
@@ -24,4 +24,6 @@ urlpatterns = [
     api_path("auth/refresh", api.RefreshView.as_view(), "auth-refresh"),
     api_path("auth/me", api.MeView.as_view(), "auth-me"),
     api_path("admin/health", api.HealthView.as_view(), "admin-health"),
+    path("", include("ledger.urls")),
+    path("", include("splits.urls")),
 ]

@@ -93,7 +93,10 @@ def test_eight_threads_posting_one_key_create_exactly_one_transaction():
         txn = post_transaction(
             idempotency_key=key,
             event_source="test",
-            entries=[debit(platform_code("stripe_balance", "USD"), 500, "USD"), credit(payable, 500, "USD")],
+            entries=[
+                debit(platform_code("stripe_balance", "USD"), 500, "USD"),
+                credit(payable, 500, "USD"),
+            ],
         )
         results.append(txn.pk)
 
@@ -112,7 +115,10 @@ def test_concurrent_guarded_withdrawals_never_overdraw():
     post_transaction(
         idempotency_key=f"fund:{host.pk}",
         event_source="test",
-        entries=[debit(platform_code("stripe_balance", "USD"), 1000, "USD"), credit(payable, 1000, "USD")],
+        entries=[
+            debit(platform_code("stripe_balance", "USD"), 1000, "USD"),
+            credit(payable, 1000, "USD"),
+        ],
     )
     succeeded: list[int] = []
 
@@ -121,7 +127,10 @@ def test_concurrent_guarded_withdrawals_never_overdraw():
             post_transaction(
                 idempotency_key=f"withdraw:{host.pk}:{n}",
                 event_source="test",
-                entries=[debit(payable, 300, "USD", must_not_go_below=0), credit(clearing, 300, "USD")],
+                entries=[
+                    debit(payable, 300, "USD", must_not_go_below=0),
+                    credit(clearing, 300, "USD"),
+                ],
             )
             succeeded.append(n)
         except Exception as exc:

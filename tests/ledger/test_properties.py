@@ -27,9 +27,9 @@ posting = st.fixed_dictionaries(
     {
         "currency": st.sampled_from(CURRENCIES),
         "gross": st.integers(min_value=1, max_value=10**9),
-        "weights": st.lists(st.integers(min_value=0, max_value=10_000), min_size=3, max_size=3).filter(
-            any
-        ),
+        "weights": st.lists(
+            st.integers(min_value=0, max_value=10_000), min_size=3, max_size=3
+        ).filter(any),
         # None: keep; a fraction: reverse that part afterwards; "twice": reverse the reversal
         "reversal": st.one_of(
             st.none(),
@@ -61,12 +61,16 @@ def test_any_postings_and_reversals_keep_the_books_exact(postings):
             platform_code("fee_revenue", ccy),
         ]
         lines = [debit(platform_code("stripe_balance", ccy), p["gross"], ccy)]
-        lines += [credit(code, cents, ccy) for code, cents in zip(codes, parts, strict=True) if cents]
+        lines += [
+            credit(code, cents, ccy) for code, cents in zip(codes, parts, strict=True) if cents
+        ]
         for code in codes:
             if code not in expected:  # platform accounts carry earlier examples' money
                 with system_context():
                     expected[code] = account_balance(code=code)
-        txn = post_transaction(idempotency_key=f"prop:{run}:{n}", event_source="test", entries=lines)
+        txn = post_transaction(
+            idempotency_key=f"prop:{run}:{n}", event_source="test", entries=lines
+        )
         for code, cents in zip(codes, parts, strict=True):
             expected[code] += cents
 
@@ -97,7 +101,9 @@ def test_any_postings_and_reversals_keep_the_books_exact(postings):
             assert account_balance(code=code) == cents, code
         assert list(ledger_differences()) == []
         sums: dict[str, int] = defaultdict(int)
-        for e in LedgerEntry.objects.filter(transaction__idempotency_key__startswith=f"prop:{run}:"):
+        for e in LedgerEntry.objects.filter(
+            transaction__idempotency_key__startswith=f"prop:{run}:"
+        ):
             sums[e.currency] += e.signed_cents
         assert all(total == 0 for total in sums.values())
 

@@ -36,7 +36,9 @@ def test_verify_ledger_reports_a_tampered_balance(host, raw_sql, capsys):
     code = user_code(host.pk, "payable", "USD")
     with system_context():
         # The maintained balance is the one column the runtime role may update.
-        raw_sql("UPDATE ledger_accounts SET balance_cents = balance_cents + 7 WHERE code = %s", [code])
+        raw_sql(
+            "UPDATE ledger_accounts SET balance_cents = balance_cents + 7 WHERE code = %s", [code]
+        )
     with pytest.raises(CommandError, match="does not verify"):
         call_command("verify_ledger")
     out = capsys.readouterr().out
@@ -69,6 +71,9 @@ def test_verify_ledger_reports_an_entry_edited_behind_the_triggers(owner_connect
     finally:
         with owner_connection.cursor() as cur:  # put the books back for the other tests
             cur.execute("SET session_replication_role = replica")
-            cur.execute("UPDATE ledger_entries SET amount_cents = amount_cents - 5 WHERE id = %s", [entry_id])
+            cur.execute(
+                "UPDATE ledger_entries SET amount_cents = amount_cents - 5 WHERE id = %s",
+                [entry_id],
+            )
         owner_connection.commit()
     call_command("verify_ledger")
