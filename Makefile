@@ -50,3 +50,7 @@ format:
 clean:
 	$(PY) -c "from pathlib import Path; from treasury.embedded_postgres import stop_embedded_postgres; stop_embedded_postgres(Path('.data'))" || true
 	rm -rf .data
+
+## Ledger benchmarks on a scratch database (not part of the tests): ratios against baselines.
+bench: db
+	$(PY) benchmarks/run.py $(BENCH_ARGS)

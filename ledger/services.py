@@ -269,7 +269,7 @@ def post_transaction(
                 "INSERT INTO ledger_transactions (idempotency_key, request_hash, event_source,"
                 " reference_id, effective_at, metadata, reverses_id, created_by_id, created_at)"
                 " VALUES (%s, %s, %s, %s, coalesce(%s, now()), %s, %s, %s, now())"
-                " ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
+                " ON CONFLICT (idempotency_key) DO NOTHING RETURNING id, effective_at, created_at",
                 [
                     idempotency_key,
                     body_hash,
@@ -333,7 +333,20 @@ def post_transaction(
                     f" FROM (VALUES {values}) AS v(id, delta) WHERE a.id = v.id",
                     [item for pair in changed for item in pair],
                 )
-        posted = LedgerTransaction.objects.get(pk=row[0])
+        posted = LedgerTransaction(
+            id=row[0],
+            idempotency_key=idempotency_key,
+            request_hash=body_hash,
+            event_source=event_source,
+            reference_id=reference_id,
+            effective_at=row[1],
+            metadata=metadata,
+            reverses=reverses,
+            created_by=created_by,
+            created_at=row[2],
+        )
+        posted._state.adding = False
+        posted._state.db = connection.alias
     posted.was_replayed = False  # type: ignore[attr-defined]
     return posted
 

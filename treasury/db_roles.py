@@ -8,7 +8,7 @@ so `make demo`, the tests and a production deploy all get the same grants.
 from __future__ import annotations
 
 from django.conf import settings
-from django.db import connections
+from django.db import IntegrityError, InternalError, ProgrammingError, connections, transaction
 from psycopg import sql
 
 
@@ -17,17 +17,38 @@ def runtime_role_name() -> str:
 
 
 def ensure_runtime_role(*, using: str) -> None:
+    """Create the runtime role, or bring its attributes in line; a no-op when they already are.
+
+    Several migrations may run at once against one cluster (parallel test workers): roles
+    are cluster-wide, so the role is only touched when something must change, and a
+    concurrent creation by another process counts as success.
+    """
     role = runtime_role_name()
     password = settings.DATABASES["default"].get("PASSWORD") or None
+    attributes = sql.SQL("LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE")
     with connections[using].cursor() as cursor:
-        cursor.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [role])
-        verb = "ALTER" if cursor.fetchone() else "CREATE"
-        statement = sql.SQL(
-            "{} ROLE {} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE"
-        ).format(sql.SQL(verb), sql.Identifier(role))
+        cursor.execute(
+            "SELECT rolsuper OR rolbypassrls OR rolcreatedb OR rolcreaterole OR NOT rolcanlogin"
+            " FROM pg_roles WHERE rolname = %s",
+            [role],
+        )
+        found = cursor.fetchone()
+        if found is None:
+            statement = sql.SQL("CREATE ROLE {} ").format(sql.Identifier(role)) + attributes
+        elif found[0] or password:
+            statement = sql.SQL("ALTER ROLE {} ").format(sql.Identifier(role)) + attributes
+        else:
+            return
         if password:
             statement += sql.SQL(" PASSWORD {}").format(sql.Literal(password))
-        cursor.execute(statement)
+        try:
+            with transaction.atomic(using=using):
+                cursor.execute(statement)
+        except (IntegrityError, InternalError, ProgrammingError) as exc:
+            # "role already exists" / "tuple concurrently updated": another process won.
+            cursor.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [role])
+            if cursor.fetchone() is None:
+                raise exc from None
 
 
 def grant_runtime_privileges(*, using: str) -> None:

@@ -59,8 +59,16 @@ def rls_context(
     savepoint back also restores the settings, since set_config(..., true) is transactional.
     """
     with transaction.atomic(using=using):
-        previous_user, previous_role = current_rls_context(using)
-        set_rls_context(user_id=user_id, role=role, using=using)
+        with connections[using].cursor() as cursor:
+            # One round trip: read the context to restore, then set the new one (a select
+            # list is evaluated left to right).
+            cursor.execute(
+                "SELECT coalesce(current_setting('app.user_id', true), ''),"
+                " coalesce(current_setting('app.role', true), ''),"
+                " set_config('app.user_id', %s, true), set_config('app.role', %s, true)",
+                [str(user_id) if user_id else "", role.value],
+            )
+            previous_user, previous_role, _, _ = cursor.fetchone()
         yield
         if connections[using].needs_rollback:
             return  # the block is being rolled back, and the settings with it

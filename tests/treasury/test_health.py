@@ -12,20 +12,34 @@ from django.core.cache import cache
 from django.db import connections
 from django_q.status import Stat
 
-# The job cluster's heartbeat lives in the shared cache: these tests run on one xdist worker.
-pytestmark = [pytest.mark.django_db, pytest.mark.xdist_group("job_cluster")]
+pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def no_job_cluster():
+def private_cache(settings, tmp_path):
+    """A cache of this test's own: the heartbeat of no other cluster can leak in."""
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(tmp_path / "cache"),
+        }
+    }
+    return tmp_path / "cache"
+
+
+@pytest.fixture
+def no_job_cluster(private_cache):
     cache.clear()
 
 
 @pytest.fixture
-def job_cluster():
+def job_cluster(private_cache):
     """A real `manage.py qcluster` on the test database, stopped after the test."""
-    cache.clear()
-    env = {**os.environ, "TREASURY_DATABASE_NAME": connections["default"].settings_dict["NAME"]}
+    env = {
+        **os.environ,
+        "TREASURY_DATABASE_NAME": connections["default"].settings_dict["NAME"],
+        "TREASURY_CACHE_DIR": str(private_cache),
+    }
     cluster = subprocess.Popen(
         [sys.executable, "manage.py", "qcluster"],
         cwd=settings.BASE_DIR,
@@ -33,13 +47,12 @@ def job_cluster():
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 120
     while not Stat.get_all() and time.monotonic() < deadline:
         time.sleep(0.25)
     yield cluster
     cluster.send_signal(signal.SIGTERM)
-    cluster.wait(timeout=30)
-    cache.clear()
+    cluster.wait(timeout=60)
 
 
 def test_public_health_is_minimal_and_503_without_a_job_cluster(api_client, no_job_cluster):
