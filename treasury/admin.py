@@ -58,3 +58,6 @@ class AuditLogAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
+
+
+from treasury.stripe import admin as stripe_admin  # noqa: E402,F401  (registers its screens)

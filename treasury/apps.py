@@ -27,6 +27,11 @@ class TreasuryConfig(AppConfig):
 
     def ready(self) -> None:
         from treasury import checks  # noqa: F401  (registers the system checks)
+        from treasury.stripe.checks import replace_djstripe_callback_check
+        from treasury.stripe.client import configure_stripe_library
+
+        configure_stripe_library()  # dj-stripe reaches Stripe through the library's globals
+        replace_djstripe_callback_check()
 
         pre_migrate.connect(_before_migrate, dispatch_uid="treasury_runtime_role")
         post_migrate.connect(_after_migrate, dispatch_uid="treasury_runtime_grants")

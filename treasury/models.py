@@ -98,3 +98,6 @@ class AuditLog(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} {self.target_type}:{self.target_id}"
+
+
+from treasury.stripe.models import *  # noqa: E402,F403

@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "guardian",
     "django_q",
+    "djstripe",
     "treasury.apps.TreasuryConfig",
     "ledger",
     "splits",
@@ -221,8 +222,31 @@ STATIC_ROOT = DATA_DIR / "static"
 
 # --- Stripe ---
 STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="http://127.0.0.1:12111")
-STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="sk_test_standin")
+# dj-stripe accepts only keys shaped like Stripe's (`sk_test_` + 24 or more letters/digits).
+STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="sk_test_treasuryStandin000000000000")
 STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="whsec_standin")
+# How old a signed webhook may be (Stripe's replay protection), in seconds.
+STRIPE_WEBHOOK_TOLERANCE_SECONDS = env.int("STRIPE_WEBHOOK_TOLERANCE_SECONDS", default=300)
+STRIPE_MAX_NETWORK_RETRIES = env.int("STRIPE_MAX_NETWORK_RETRIES", default=2)
+# The stripe library logs every request at INFO; DEBUG or INFO here shows them.
+STRIPE_LOG_LEVEL = env.str("STRIPE_LOG_LEVEL", default="WARNING")
+# Express onboarding: where Stripe sends the host or artist back to.
+STRIPE_CONNECT_COUNTRY = env.str("STRIPE_CONNECT_COUNTRY", default="US")
+STRIPE_CONNECT_RETURN_URL = env.str(
+    "STRIPE_CONNECT_RETURN_URL", default="http://127.0.0.1:8000/api/stripe/accounts/me"
+)
+STRIPE_CONNECT_REFRESH_URL = env.str(
+    "STRIPE_CONNECT_REFRESH_URL", default="http://127.0.0.1:8000/api/stripe/accounts/onboard"
+)
+# A failed webhook event is retried by the `retry_failed_events` job this many times.
+STRIPE_EVENT_MAX_ATTEMPTS = env.int("STRIPE_EVENT_MAX_ATTEMPTS", default=10)
+# dj-stripe 2.11 stores events and webhook triggers; the treasury processes them.
+STRIPE_LIVE_MODE = STRIPE_SECRET_KEY.startswith("sk_live_")
+STRIPE_TEST_SECRET_KEY = "" if STRIPE_LIVE_MODE else STRIPE_SECRET_KEY
+STRIPE_LIVE_SECRET_KEY = STRIPE_SECRET_KEY if STRIPE_LIVE_MODE else ""
+DJSTRIPE_FOREIGN_KEY_TO_FIELD = "id"
+DJSTRIPE_WEBHOOK_VALIDATION = "verify_signature"
+DJSTRIPE_WEBHOOK_EVENT_CALLBACK = "treasury.stripe.services.on_webhook_trigger"
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

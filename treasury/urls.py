@@ -26,4 +26,5 @@ urlpatterns = [
     api_path("admin/health", api.HealthView.as_view(), "admin-health"),
     path("", include("ledger.urls")),
     path("", include("splits.urls")),
+    path("", include("treasury.stripe.urls")),
 ]

@@ -43,6 +43,7 @@ class Command(BaseCommand):
         time.sleep(3)
         self.stdout.write(self._banner())
         try:
+            self._seed_stripe_demo()
             while all(p.poll() is None for p in processes.values()):
                 time.sleep(1)
             stopped = [name for name, p in processes.items() if p.poll() is not None]
@@ -63,6 +64,15 @@ class Command(BaseCommand):
 
                 stop_embedded_postgres(settings.DATA_DIR)
                 self.stdout.write("embedded PostgreSQL stopped")
+
+    def _seed_stripe_demo(self) -> None:
+        """Onboarding and ticket sales go through Stripe, so they are seeded only now."""
+        from treasury.stripe.demo import seed_demo_payments
+
+        try:
+            seed_demo_payments(web_url=f"http://{WEB_ADDRESS}", write=self.stdout.write)
+        except Exception as exc:  # the demo still runs without its sample payments
+            self.stderr.write(f"Stripe demo payments failed: {type(exc).__name__}: {exc}")
 
     def _banner(self) -> str:
         base = f"http://{WEB_ADDRESS}"
