@@ -204,6 +204,16 @@ def grow_ledger_to(entries: int, host_code: str) -> None:
         conn.commit()
 
 
+def fresh_database() -> None:
+    """Each run starts from an empty scratch database, so sizes mean what they say."""
+    params = connections["owner"].get_connection_params()
+    name = params.pop("dbname")
+    params.pop("cursor_factory", None)
+    params.pop("context", None)
+    with psycopg.connect(**params, dbname="postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="smaller counts, 100k not 1M")
@@ -211,6 +221,7 @@ def main() -> None:
     count = 500 if args.quick else 3000
     big = 100_000 if args.quick else 1_000_000
 
+    fresh_database()
     call_command("bootstrap_db", verbosity=0)
     call_command("migrate", database="owner", verbosity=0)
     tag = uuid.uuid4().hex[:8]
