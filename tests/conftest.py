@@ -13,14 +13,37 @@ from treasury.models import User
 
 
 @pytest.fixture(scope="session")
-def django_db_setup(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
-    """pytest-django's setup, where `default` mirrors `owner` (settings.DATABASES): the owner
-    creates and migrates the test database, the tests then connect as treasury_app. The
-    runtime connections are closed before the owner drops the database at the end."""
+def django_db_setup(
+    request: pytest.FixtureRequest,
+    django_test_environment: None,
+    django_db_blocker: Any,
+    django_db_keepdb: bool,
+    django_db_modify_db_settings: None,
+) -> Iterator[None]:
+    """The owner creates and migrates the test database; `default` mirrors it and connects
+    as treasury_app (settings.DATABASES), so every test runs under row-level security.
+
+    Both aliases are always set up: pytest-django would otherwise skip `owner` when no test
+    asks for it, and `default` would keep pointing at the development database.
+    """
+    from django.test.utils import setup_databases, teardown_databases
+
+    with django_db_blocker.unblock():
+        config = setup_databases(
+            verbosity=request.config.option.verbose,
+            interactive=False,
+            keepdb=django_db_keepdb,
+            aliases={"default", "owner"},
+        )
+        name = connections["default"].settings_dict["NAME"]
+        if not name.startswith("test_"):
+            pytest.exit(f"refusing to run tests on database {name!r}", returncode=3)
     yield
     with django_db_blocker.unblock():
         for connection in connections.all():
             connection.close()
+        if not django_db_keepdb:
+            teardown_databases(config, verbosity=request.config.option.verbose)
 
 
 @pytest.fixture
