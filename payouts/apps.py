@@ -4,3 +4,8 @@ from django.apps import AppConfig
 class PayoutsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "payouts"
+
+    def ready(self) -> None:
+        from payouts import handlers
+
+        handlers.register()  # payout.paid, payout.failed, transfer.reversed

@@ -286,3 +286,67 @@ SPLITS_DEFAULT_DISPUTE_LOSS_BEARER = env.str(
 )
 # Both bearer fields share one choice set: one OpenAPI enum, not two names for it.
 SPECTACULAR_SETTINGS.setdefault("ENUM_NAME_OVERRIDES", {})["BearerEnum"] = "splits.terms.Bearer"
+
+# --- Payouts ---
+# Money a charge credits to a recipient's payable becomes available for payout this long
+# after it was booked, so refunds and disputes can still be met (like Stripe's rolling reserve).
+PAYOUTS_AVAILABILITY_DELAY = timedelta(
+    hours=env.int("PAYOUTS_AVAILABILITY_DELAY_HOURS", default=48)
+)
+# A payout whose risk score (0 = no concern; payouts/risk.py) reaches this is held for review.
+PAYOUTS_RISK_HOLD_THRESHOLD = env.float("PAYOUTS_RISK_HOLD_THRESHOLD", default=0.7)
+# Instant payouts cost basis points of the amount, at least the currency's minimum (minor
+# units; a currency not listed has none), borne by `recipient` (taken from the payout) or
+# `platform` (not charged).
+PAYOUTS_INSTANT_FEE_BPS = env.int("PAYOUTS_INSTANT_FEE_BPS", default=150)
+PAYOUTS_INSTANT_FEE_MINIMUM_CENTS: dict[str, int] = env.dict(
+    "PAYOUTS_INSTANT_FEE_MINIMUM_CENTS", cast={"value": int}, default={"USD": 50, "EUR": 50}
+)
+PAYOUTS_INSTANT_FEE_BEARER = env.str("PAYOUTS_INSTANT_FEE_BEARER", default="recipient")
+# The nightly run pays out a recipient's currency only from this much available (minor
+# units per currency; a currency not listed: any positive amount).
+PAYOUTS_MINIMUM_CENTS: dict[str, int] = env.dict(
+    "PAYOUTS_MINIMUM_CENTS", cast={"value": int}, default={"USD": 1000, "EUR": 1000, "JPY": 1000}
+)
+# When the nightly run starts (HH:MM, UTC), and how often unfinished payouts are resumed.
+PAYOUTS_NIGHTLY_AT = env.str("PAYOUTS_NIGHTLY_AT", default="02:00")
+PAYOUTS_RESUME_EVERY_MINUTES = env.int("PAYOUTS_RESUME_EVERY_MINUTES", default=10)
+# Tests only: a payout job stops dead at this step (`reservation` or `transfer`).
+PAYOUTS_FAULT_AFTER = env.str("PAYOUTS_FAULT_AFTER", default="")
+
+# --- Anomalies ---
+# The detectors run every this many minutes (django-q2) over the last ANOMALIES_WINDOW_HOURS.
+ANOMALIES_RUN_EVERY_MINUTES = env.int("ANOMALIES_RUN_EVERY_MINUTES", default=15)
+ANOMALIES_WINDOW_HOURS = env.int("ANOMALIES_WINDOW_HOURS", default=24)
+# Duplicate charges: same buyer, host, amount and currency within this many minutes.
+ANOMALIES_DUPLICATE_CHARGE_MINUTES = env.int("ANOMALIES_DUPLICATE_CHARGE_MINUTES", default=10)
+# Refund ratio spike: at least this many refunds in the window, a refunded share of charges
+# of at least the ratio, and this factor above the host's own ratio over the history days.
+ANOMALIES_REFUND_MIN_COUNT = env.int("ANOMALIES_REFUND_MIN_COUNT", default=3)
+ANOMALIES_REFUND_MIN_RATIO = env.float("ANOMALIES_REFUND_MIN_RATIO", default=0.25)
+ANOMALIES_REFUND_SPIKE_FACTOR = env.float("ANOMALIES_REFUND_SPIKE_FACTOR", default=3.0)
+ANOMALIES_HISTORY_DAYS = env.int("ANOMALIES_HISTORY_DAYS", default=90)
+# Payout velocity: 24 hours of payouts above this factor times the recipient's average payout
+# (needs at least ANOMALIES_PAYOUT_MIN_HISTORY earlier payouts).
+ANOMALIES_PAYOUT_VELOCITY_FACTOR = env.int("ANOMALIES_PAYOUT_VELOCITY_FACTOR", default=5)
+ANOMALIES_PAYOUT_MIN_HISTORY = env.int("ANOMALIES_PAYOUT_MIN_HISTORY", default=3)
+# A split rule written this many hours before a payout of at least the currency's amount.
+ANOMALIES_SPLIT_CHANGE_HOURS = env.int("ANOMALIES_SPLIT_CHANGE_HOURS", default=24)
+ANOMALIES_LARGE_PAYOUT_CENTS: dict[str, int] = env.dict(
+    "ANOMALIES_LARGE_PAYOUT_CENTS",
+    cast={"value": int},
+    default={"USD": 100_000, "EUR": 100_000, "GBP": 100_000, "JPY": 100_000},
+)
+# A Stripe event whose processing failed at least this many times.
+ANOMALIES_WEBHOOK_FAILED_ATTEMPTS = env.int("ANOMALIES_WEBHOOK_FAILED_ATTEMPTS", default=3)
+# Isolation forest: the seed makes training deterministic; transactions scoring at or above
+# the threshold (the forest's anomaly score, 0..1, 0.5 = unremarkable) are flagged.
+ANOMALIES_FOREST_SEED = env.int("ANOMALIES_FOREST_SEED", default=42)
+ANOMALIES_FOREST_THRESHOLD = env.float("ANOMALIES_FOREST_THRESHOLD", default=0.65)
+ANOMALIES_FOREST_TREES = env.int("ANOMALIES_FOREST_TREES", default=200)
+ANOMALIES_FOREST_MIN_SAMPLES = env.int("ANOMALIES_FOREST_MIN_SAMPLES", default=50)
+ANOMALIES_FOREST_TRAIN_DAYS = env.int("ANOMALIES_FOREST_TRAIN_DAYS", default=90)
+ANOMALIES_FOREST_STORAGE_PREFIX = env.str("ANOMALIES_FOREST_STORAGE_PREFIX", default="anomalies")
+# High-severity findings alert: Slack incoming webhook when set, else mail to these addresses.
+SLACK_WEBHOOK_URL = env.str("SLACK_WEBHOOK_URL", default="")
+ANOMALIES_ALERT_EMAILS = env.list("ANOMALIES_ALERT_EMAILS", default=["ops@example.test"])

@@ -26,5 +26,7 @@ urlpatterns = [
     api_path("admin/health", api.HealthView.as_view(), "admin-health"),
     path("", include("ledger.urls")),
     path("", include("splits.urls")),
+    path("", include("payouts.urls")),
     path("", include("treasury.stripe.urls")),
+    path("", include("anomalies.urls")),
 ]
