@@ -314,6 +314,50 @@ PAYOUTS_RESUME_EVERY_MINUTES = env.int("PAYOUTS_RESUME_EVERY_MINUTES", default=1
 # Tests only: a payout job stops dead at this step (`reservation` or `transfer`).
 PAYOUTS_FAULT_AFTER = env.str("PAYOUTS_FAULT_AFTER", default="")
 
+# --- Reporting ---
+# Report files go to the `reports` storage: a local folder when REPORTING_FILES_DIR is set,
+# else the default storage (S3 when AWS_STORAGE_BUCKET_NAME is set, else MEDIA_ROOT).
+if env.str("REPORTING_FILES_DIR", default=""):
+    STORAGES["reports"] = {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": env.str("REPORTING_FILES_DIR")},
+    }
+STORAGES.setdefault("reports", STORAGES["default"])
+# Identical report requests (same requester, type, format, parameters) within this many
+# seconds return the report already queued, running or done.
+REPORTING_DEDUPE_SECONDS = env.int("REPORTING_DEDUPE_SECONDS", default=300)
+# A report left `running` without progress for this long (a worker died) may be taken over.
+REPORTING_STALE_SECONDS = env.int("REPORTING_STALE_SECONDS", default=900)
+# Ledger exports read PostgreSQL through a server-side cursor, this many rows per fetch.
+REPORTING_EXPORT_CHUNK_SIZE = env.int("REPORTING_EXPORT_CHUNK_SIZE", default=5000)
+# 1099-K: payees whose gross in the threshold's currency exceeds the amount (minor units)
+# and whose charges exceed the count are flagged (IRS rule from 2025: $20,000 and 200).
+REPORTING_1099_THRESHOLD_CENTS = env.int("REPORTING_1099_THRESHOLD_CENTS", default=2_000_000)
+REPORTING_1099_THRESHOLD_CURRENCY = env.str("REPORTING_1099_THRESHOLD_CURRENCY", default="USD")
+REPORTING_1099_MIN_TRANSACTIONS = env.int("REPORTING_1099_MIN_TRANSACTIONS", default=200)
+# VAT on the platform's fee, by the buyer's (host's) country, in basis points (1900 = 19%).
+REPORTING_VAT_RATES_BPS: dict[str, int] = env.dict(
+    "REPORTING_VAT_RATES_BPS",
+    cast={"value": int},
+    default={
+        "AT": 2000, "BE": 2100, "DE": 1900, "DK": 2500, "ES": 2100, "FI": 2550, "FR": 2000,
+        "GB": 2000, "IE": 2300, "IT": 2200, "NL": 2100, "PL": 2300, "PT": 2300, "SE": 2500,
+        "US": 0,
+    },
+)  # fmt: skip
+REPORTING_VAT_DEFAULT_COUNTRY = env.str("REPORTING_VAT_DEFAULT_COUNTRY", default="IE")
+# True: the fee the ledger took is the gross (VAT included, so invoices sum to fee revenue);
+# False: the fee is the net and VAT is added on top.
+REPORTING_VAT_PRICES_INCLUDE_VAT = env.bool("REPORTING_VAT_PRICES_INCLUDE_VAT", default=True)
+# Invoice numbers are `<series>-<number>`, gap-free per series; {year} is the year of issue.
+REPORTING_INVOICE_SERIES = env.str("REPORTING_INVOICE_SERIES", default="TRS-{year}")
+REPORTING_INVOICE_SELLER = {
+    "name": env.str("REPORTING_SELLER_NAME", default="Treasury Marketplace Ltd"),
+    "address": env.str("REPORTING_SELLER_ADDRESS", default="1 Example Street, Dublin, Ireland"),
+    "vat_id": env.str("REPORTING_SELLER_VAT_ID", default="IE0000000XX"),
+    "country": env.str("REPORTING_SELLER_COUNTRY", default="IE"),
+}
+
 # --- Anomalies ---
 # The detectors run every this many minutes (django-q2) over the last ANOMALIES_WINDOW_HOURS.
 ANOMALIES_RUN_EVERY_MINUTES = env.int("ANOMALIES_RUN_EVERY_MINUTES", default=15)

@@ -28,5 +28,6 @@ urlpatterns = [
     path("", include("splits.urls")),
     path("", include("payouts.urls")),
     path("", include("treasury.stripe.urls")),
+    path("", include("reporting.urls")),
     path("", include("anomalies.urls")),
 ]
