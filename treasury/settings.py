@@ -394,3 +394,24 @@ ANOMALIES_FOREST_STORAGE_PREFIX = env.str("ANOMALIES_FOREST_STORAGE_PREFIX", def
 # High-severity findings alert: Slack incoming webhook when set, else mail to these addresses.
 SLACK_WEBHOOK_URL = env.str("SLACK_WEBHOOK_URL", default="")
 ANOMALIES_ALERT_EMAILS = env.list("ANOMALIES_ALERT_EMAILS", default=["ops@example.test"])
+
+# --- Refunds and disputes ---
+# A buyer may refund their own charge for this many days after it was paid; admins any time.
+REFUNDS_BUYER_WINDOW_DAYS = env.int("REFUNDS_BUYER_WINDOW_DAYS", default=14)
+# What a buyer may refund themselves: `partial` (any amount up to what is left), `full`
+# (only all that is left), `none` (only admins refund).
+REFUNDS_BUYER_POLICY = env.str("REFUNDS_BUYER_POLICY", default="partial")
+# True: the platform gives back its fee pro rata on a refund. False: it keeps it, and the
+# recipients give back the whole refund (its fee part pro rata to their shares).
+REFUNDS_PLATFORM_REFUNDS_FEE = env.bool("REFUNDS_PLATFORM_REFUNDS_FEE", default=True)
+# Stripe does not return its fee on a refund. False: it stays with whoever bore it on the
+# charge (the split rule's stripe_fee_bearer). True: the platform absorbs it, and
+# recipients who bore it get their part back pro rata to the refund.
+REFUNDS_PLATFORM_ABSORBS_STRIPE_FEE = env.bool("REFUNDS_PLATFORM_ABSORBS_STRIPE_FEE", default=False)
+# Pull a refund's share back from recipients already paid out (a Stripe transfer reversal);
+# what Stripe refuses stays a debt on their payable either way.
+REFUNDS_REVERSE_TRANSFERS = env.bool("REFUNDS_REVERSE_TRANSFERS", default=True)
+# Who pays Stripe's dispute fee: `platform` or `recipients` (pro rata to their shares).
+DISPUTES_FEE_BEARER = env.str("DISPUTES_FEE_BEARER", default="platform")
+# How often the job resends refunds Stripe has not answered and retries transfer reversals.
+REFUNDS_RESUME_EVERY_MINUTES = env.int("REFUNDS_RESUME_EVERY_MINUTES", default=10)

@@ -27,6 +27,7 @@ urlpatterns = [
     path("", include("ledger.urls")),
     path("", include("splits.urls")),
     path("", include("payouts.urls")),
+    path("", include("disputes.urls")),
     path("", include("treasury.stripe.urls")),
     path("", include("reporting.urls")),
     path("", include("anomalies.urls")),

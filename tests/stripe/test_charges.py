@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from django.test import Client, override_settings
 
+from disputes.models import Dispute, Refund
 from ledger.chart import platform_code, user_code
 from ledger.models import LedgerTransaction
 from ledger.selectors import account_balance
@@ -170,14 +171,12 @@ def test_every_event_about_a_charge_posts_it_once_whatever_the_order(
     assert charge_postings(charge_id) == 1
     notes = {kind: processing_of(events[kind]).note for kind in order}
     with system_context():
-        posting_id = StripeCharge.objects.get(stripe_charge_id=charge_id).ledger_transaction_id
-    assert notes["charge.refunded"] == (
-        f"charge {charge_id} posted: ledger transaction {posting_id}; awaiting refunds module"
-    )
+        refund_id = Refund.objects.get(charge__stripe_charge_id=charge_id).stripe_refund_id
+    assert notes["charge.refunded"] == f"charge {charge_id} refunds: {refund_id} succeeded"
     assert "already posted" in notes["charge.succeeded"]
-    assert notes["refund.created"].endswith("awaiting refunds module")
-    # The refund moved no money yet: the whole 50.00 is still split as charged.
-    assert (payable(host), payable(artist)) == (3150, 1350)
+    assert notes["refund.created"].startswith(f"refund {refund_id} (")
+    # 10.00 of 50.00 refunded unwinds a fifth of each share: 3150 -> 2520, 1350 -> 1080.
+    assert (payable(host), payable(artist)) == (2520, 1080)
 
 
 def test_a_dispute_arriving_first_books_the_charge(stripe_settings, stripe_api, sellers):
@@ -192,7 +191,12 @@ def test_a_dispute_arriving_first_books_the_charge(stripe_settings, stripe_api, 
     assert deliver(client, events["charge.dispute.created"]).json()["status"] == "processed"
     assert deliver(client, events["charge.succeeded"]).json()["status"] == "processed"
     assert charge_postings(charge_id) == 1
-    assert processing_of(events["charge.dispute.created"]).note.endswith("awaiting refunds module")
+    with system_context():
+        dispute = Dispute.objects.get(charge__stripe_charge_id=charge_id)
+    assert dispute.status == "needs_response"
+    assert processing_of(events["charge.dispute.created"]).note == (
+        f"dispute {dispute.stripe_dispute_id} needs_response"
+    )
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from django.db import connection
 
+from disputes.models import Refund
 from ledger.chart import user_code
 from ledger.models import LedgerTransaction
 from ledger.selectors import account_balance, ledger_differences
@@ -189,9 +190,14 @@ def test_a_storm_of_shuffled_duplicated_concurrent_deliveries_books_each_charge_
         for record in records:
             for share in record.allocation["recipients"]:
                 allocated[share["recipient_id"]] += share["amount_cents"]
+        # The one refund (50 cents) unwinds its pro-rata part of that charge's split, once.
+        refund = Refund.objects.get(charge__stripe_charge_id=refunded)
+        assert (refund.status, refund.amount_cents) == ("succeeded", 50)
+        taken = refund.split["recipients"]
+        assert refund.split["platform_fee_cents"] + sum(taken.values()) == 50
         for user in (host, artist):
             payable = account_balance(code=user_code(user.pk, "payable", "USD"))
-            assert payable == allocated[str(user.pk)] > 0
+            assert payable == allocated[str(user.pk)] - taken[str(user.pk)] > 0
         statuses = set(
             StripeEventProcessing.objects.filter(
                 stripe_event_id__in=[e["id"] for e in events]

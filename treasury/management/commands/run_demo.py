@@ -67,10 +67,12 @@ class Command(BaseCommand):
 
     def _seed_stripe_demo(self) -> None:
         """Onboarding and ticket sales go through Stripe, so they are seeded only now."""
+        from disputes.demo import seed_demo_refund_and_dispute
         from treasury.stripe.demo import seed_demo_payments
 
         try:
             seed_demo_payments(web_url=f"http://{WEB_ADDRESS}", write=self.stdout.write)
+            seed_demo_refund_and_dispute(write=self.stdout.write)
         except Exception as exc:  # the demo still runs without its sample payments
             self.stderr.write(f"Stripe demo payments failed: {type(exc).__name__}: {exc}")
 
