@@ -83,7 +83,8 @@ def charges_between(since: datetime, until: datetime) -> list[ChargeRow]:
 
 
 def refunds_between(since: datetime, until: datetime) -> list[tuple[int, datetime, str | None]]:
-    """(transaction id, when, host id) of each refund-like posting."""
+    """(transaction id, when, host id) of each refund-like posting. A dispute counts once,
+    by its opening (`dispute:<dp>:opened`), not again when it is won or lost."""
     return _rows(
         """
         SELECT t.id, t.effective_at,
@@ -92,6 +93,7 @@ def refunds_between(since: datetime, until: datetime) -> list[tuple[int, datetim
           LEFT JOIN ledger_transactions o ON o.id = t.reverses_id
          WHERE t.effective_at >= %s AND t.effective_at < %s
            AND (o.event_source = %s OR t.event_source = ANY(%s))
+           AND NOT (t.idempotency_key LIKE 'dispute:%%' AND t.idempotency_key NOT LIKE '%%:opened')
         """,
         [since, until, CHARGE_SOURCE, list(REFUND_SOURCES)],
     )

@@ -88,6 +88,30 @@ class SyntheticBooks:
             reverses=charge,
         )
 
+    def lost_dispute(
+        self, *, charge: LedgerTransaction, amount_cents: int, opened: datetime, lost: datetime
+    ) -> None:
+        """A dispute as disputes/ books it, platform bearing the loss: Stripe withdraws the
+        funds when it opens (`dispute:<dp>:opened`), the loss is booked when it is lost."""
+        currency = self.currency
+        dispute_id = f"dp_{self._next('dispute').replace(':', '_')}"
+        steps = [
+            ("opened", opened, "dispute_losses", "stripe_balance"),
+            ("lost", lost, "fee_revenue", "dispute_losses"),
+        ]
+        for step, at, debited, credited in steps:
+            post_transaction(
+                idempotency_key=f"dispute:{dispute_id}:{step}",
+                entries=[
+                    debit(platform_code(debited, currency), amount_cents, currency),
+                    credit(platform_code(credited, currency), amount_cents, currency),
+                ],
+                event_source="dispute",
+                reference_id=dispute_id,
+                effective_at=at,
+                metadata={"host_id": charge.metadata.get("host_id"), "charge": charge.reference_id},
+            )
+
     def payout(self, *, user: User, amount_cents: int, at: datetime) -> str:
         """A payout reservation as payouts books it (payable -> payout_clearing); returns
         the payout id the postings carry."""

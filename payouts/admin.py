@@ -8,7 +8,9 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import URLPattern, path, reverse
+from django.views.decorators.http import require_POST
 
 from ledger.money import format_minor
 from payouts import selectors, services
@@ -65,6 +67,27 @@ class PayoutAdmin(admin.ModelAdmin):
             for line in selectors.clearing_summary()
         ]
         return super().changelist_view(request, {**(extra_context or {}), "clearing": clearing})
+
+    def get_urls(self) -> list[URLPattern]:
+        run_now = self.admin_site.admin_view(require_POST(self.run_nightly_now))
+        return [
+            path("run-nightly/", run_now, name="payouts_payout_run_nightly"),
+            *super().get_urls(),
+        ]
+
+    def run_nightly_now(self, request: HttpRequest) -> HttpResponse:
+        """The nightly run, started by hand (it runs in the django-q2 worker)."""
+        try:
+            services.request_nightly_run(actor=request.user)  # type: ignore[arg-type]
+        except TreasuryError as exc:
+            self.message_user(request, exc.message, messages.ERROR)
+        else:
+            self.message_user(
+                request,
+                "The nightly payout run was queued; refresh to see its payouts.",
+                messages.SUCCESS,
+            )
+        return HttpResponseRedirect(reverse("admin:payouts_payout_changelist"))
 
     def _each(
         self,

@@ -808,6 +808,31 @@ def resume_payouts(*, user_ids: Sequence[str] | None = None, limit: int = 500) -
     return changed
 
 
+@transaction.atomic
+def request_nightly_run(*, actor: User) -> None:
+    """Run the nightly payouts now (ops, from the admin): audited, and handed to django-q2
+    once committed. Safe to press twice: the run's advisory lock and each payout's
+    per-night key keep a second run from paying anyone again."""
+    if not actor.is_admin:
+        raise Forbidden("only admins may start the payout run")
+    record_audit(
+        actor=actor,
+        action="payout.nightly_run_requested",
+        details={"run_date": timezone.now().date().isoformat()},
+    )
+    transaction.on_commit(enqueue_nightly_run)
+
+
+def enqueue_nightly_run() -> str:
+    from django_q.tasks import async_task
+
+    return str(
+        async_task(
+            "payouts.tasks.run_scheduled_payouts", task_name="payouts-run-now", group="payouts"
+        )
+    )
+
+
 def run_scheduled_payouts(
     *, run_date: date | None = None, user_ids: Sequence[str] | None = None
 ) -> dict[str, int]:

@@ -68,6 +68,28 @@ def test_a_host_whose_sales_are_mostly_refunded_today_is_flagged(books, make_hos
     assert findings[0].severity == Severity.HIGH
 
 
+def test_a_lost_dispute_counts_once_towards_the_refund_ratio(books, make_host, make_buyer):
+    """Three refunds and a dispute opened and lost in the window: four takebacks, not five."""
+    host, buyer = make_host(), make_buyer()
+    for index in range(6):
+        at = SINCE + timedelta(hours=1 + index)
+        charge = books.charge(buyer=buyer, host=host, amount_cents=3000, at=at)
+        if index < 3:
+            books.refund(charge=charge, at=at + timedelta(minutes=20))
+        elif index == 3:
+            books.lost_dispute(
+                charge=charge,
+                amount_cents=3000,
+                opened=at + timedelta(minutes=30),
+                lost=at + timedelta(hours=2),
+            )
+
+    [finding] = judge(detect_refund_ratio_spike)
+
+    assert finding.features["window_refunds"] == 4
+    assert finding.features["window_charges"] == 6
+
+
 def test_a_days_payouts_far_above_the_recipients_history_are_flagged(books, make_host):
     fast, steady = make_host(), make_host()
     for day in range(1, 5):

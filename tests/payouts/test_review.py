@@ -9,9 +9,16 @@ from datetime import timedelta
 import pytest
 from django.test import Client
 from django.utils import timezone
+from django_q.models import OrmQ
 
 from payouts import risk
-from payouts.services import approve_payout, execute_payout, initiate_payout, resume_payouts
+from payouts.services import (
+    approve_payout,
+    execute_payout,
+    initiate_payout,
+    request_nightly_run,
+    resume_payouts,
+)
 from tests.factories import DEFAULT_PASSWORD, HostFactory, SplitRuleFactory
 from treasury.errors import Forbidden
 from treasury.models import AuditLog
@@ -223,3 +230,41 @@ def test_other_modules_add_checks_through_the_hook(host):
     finally:
         risk.unregister_risk_check(flagged)
     assert assessment.score == pytest.approx(0.8) and assessment.should_hold
+
+
+def queued_nightly_runs() -> list[str]:
+    return [
+        task.task_id()
+        for task in OrmQ.objects.all()
+        if task.func() == "payouts.tasks.run_scheduled_payouts"
+    ]
+
+
+def test_an_admin_starts_the_nightly_run_from_the_payouts_page(
+    admin_user, django_capture_on_commit_callbacks
+):
+    client = Client()
+    assert client.login(email=admin_user.email, password=DEFAULT_PASSWORD)
+    assert "Run the nightly payouts now" in client.get("/admin/payouts/payout/").content.decode()
+    queued_before = queued_nightly_runs()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        answer = client.post("/admin/payouts/payout/run-nightly/")
+
+    assert (answer.status_code, answer["Location"]) == (302, "/admin/payouts/payout/")
+    assert len(queued_nightly_runs()) == len(queued_before) + 1
+    with system_context():
+        [audit] = AuditLog.objects.filter(action="payout.nightly_run_requested", user=admin_user)
+    assert audit.details == {"run_date": timezone.now().date().isoformat()}
+
+
+def test_only_admins_start_the_nightly_run(host, django_capture_on_commit_callbacks):
+    queued_before = queued_nightly_runs()
+    with pytest.raises(Forbidden), django_capture_on_commit_callbacks(execute=True):
+        request_nightly_run(actor=host)
+    client = Client()
+    assert client.login(email=host.email, password=DEFAULT_PASSWORD)
+    assert client.post("/admin/payouts/payout/run-nightly/").status_code == 302  # to login
+    assert queued_nightly_runs() == queued_before
+    with system_context():
+        assert not AuditLog.objects.filter(action="payout.nightly_run_requested").exists()

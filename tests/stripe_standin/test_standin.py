@@ -7,6 +7,7 @@ nets 96.80; a 1,000 JPY charge costs 3.6% = 36 yen.
 from __future__ import annotations
 
 import socket
+import time
 import urllib.error
 import urllib.request
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 import pytest
 import stripe
 
-from treasury.stripe_standin import RunningStandin, stripe_fee_cents
+from treasury.stripe_standin import RunningStandin, start_standin, stripe_fee_cents
 from treasury.stripe_standin.state import SHAPES
 
 from .conftest import WEBHOOK_SECRET, Control, WebhookReceiver, http_json
@@ -399,3 +400,71 @@ def test_requests_without_a_secret_key_are_401(stripe_standin: RunningStandin) -
     public = Client("pk_test_nope", base_addresses={"api": stripe_standin.base_url})
     with pytest.raises(stripe.AuthenticationError):
         public.v1.balance.retrieve()
+
+
+def test_a_restarted_standin_with_a_state_file_answers_as_before(tmp_path) -> None:
+    """`make demo` stops and starts the stand-in; Stripe's objects, balances and idempotent
+    replays must outlive it, as they outlive the books' server."""
+    state_file = tmp_path / "standin.json"
+    first = start_standin(port=0, state_file=state_file)
+    client = stripe.StripeClient(
+        "sk_test_standin",
+        base_addresses={"api": first.base_url, "connect": first.base_url},
+        max_network_retries=0,
+    )
+    intent = pay(client, 5000)
+    refund = client.v1.refunds.create(
+        params={"charge": intent.latest_charge, "amount": 1200},
+        options={"idempotency_key": "refund-once"},
+    )
+    before = available(client)
+    first.stop()
+
+    second = start_standin(port=0, state_file=state_file)
+    try:
+        client = stripe.StripeClient(
+            "sk_test_standin",
+            base_addresses={"api": second.base_url, "connect": second.base_url},
+            max_network_retries=0,
+        )
+        assert client.v1.charges.retrieve(intent.latest_charge).amount_refunded == 1200
+        assert available(client) == before == 5000 - stripe_fee_cents(5000, "usd") - 1200
+        replayed = client.v1.refunds.create(
+            params={"charge": intent.latest_charge, "amount": 1200},
+            options={"idempotency_key": "refund-once"},
+        )
+        assert replayed.id == refund.id
+        assert len(client.v1.refunds.list(params={"charge": intent.latest_charge}).data) == 1
+    finally:
+        second.stop()
+
+
+def test_instant_payouts_are_paid_by_themselves_when_asked(
+    stripe_client: Client,
+    stripe_standin: RunningStandin,
+    standin_control: Control,
+    webhook_receiver: WebhookReceiver,
+) -> None:
+    """The demo's stand-in pays instant payouts out shortly after, as Stripe does; standard
+    payouts stay in transit until the control API settles them."""
+    stripe_standin.state.instant_payouts_paid_after = 0.05
+    account = onboarded_account(stripe_client, standin_control)
+    pay(stripe_client, 10000)
+    stripe_client.v1.transfers.create(
+        params={"amount": 5000, "currency": "usd", "destination": account}
+    )
+    options: Any = {"stripe_account": account}
+    instant = stripe_client.v1.payouts.create(
+        params={"amount": 1000, "currency": "usd", "method": "instant"}, options=options
+    )
+    standard = stripe_client.v1.payouts.create(
+        params={"amount": 1000, "currency": "usd"}, options=options
+    )
+
+    deadline = time.monotonic() + 5
+    while stripe_client.v1.payouts.retrieve(instant.id, options=options).status != "paid":
+        assert time.monotonic() < deadline, "the instant payout was never paid"
+        time.sleep(0.05)
+    assert stripe_client.v1.payouts.retrieve(standard.id, options=options).status == "in_transit"
+    paid = stripe_client.v1.events.list(params={"type": "payout.paid"}, options=options).data
+    assert [event.data.object.id for event in paid] == [instant.id]

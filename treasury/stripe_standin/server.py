@@ -53,6 +53,7 @@ import re
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -233,8 +234,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
 class RunningStandin:
     """A started stand-in: ``base_url`` for the stripe library, ``state`` for inspection."""
 
-    def __init__(self, server: _Server) -> None:
+    def __init__(self, server: _Server, state_file: Path | None = None) -> None:
         self._server = server
+        self.state_file = state_file
         self.state = server.standin
         self.base_url = self.state.base_url = f"http://127.0.0.1:{server.server_address[1]}"
         # A short poll keeps stop() quick: shutdown() waits for the loop's next poll.
@@ -254,11 +256,27 @@ class RunningStandin:
         self._server.server_close()
         self._thread.join()
         self.state.close()
+        if self.state_file is not None:
+            self.state.save(self.state_file)
 
 
 def start_standin(
-    *, port: int = 0, webhook_url: str | None = None, webhook_secret: str | None = None
+    *,
+    port: int = 0,
+    webhook_url: str | None = None,
+    webhook_secret: str | None = None,
+    state_file: Path | None = None,
+    instant_payouts_paid_after: float | None = None,
 ) -> RunningStandin:
-    """Serve the stand-in on 127.0.0.1:``port`` (0 picks a free port) from a daemon thread."""
-    standin = StripeStandin(webhook_url=webhook_url, webhook_secret=webhook_secret)
-    return RunningStandin(_Server(port, standin))
+    """Serve the stand-in on 127.0.0.1:``port`` (0 picks a free port) from a daemon thread.
+
+    With ``state_file``, start from the state saved there (if any) and save it on stop. With
+    ``instant_payouts_paid_after`` (seconds), instant payouts are paid by themselves."""
+    standin = StripeStandin(
+        webhook_url=webhook_url,
+        webhook_secret=webhook_secret,
+        instant_payouts_paid_after=instant_payouts_paid_after,
+    )
+    if state_file is not None:
+        standin.load(state_file)
+    return RunningStandin(_Server(port, standin), state_file)

@@ -122,10 +122,20 @@ class StripeStandin:
     server can route to them from a table; ``account`` is the ``Stripe-Account`` header.
     """
 
-    def __init__(self, *, webhook_url: str | None = None, webhook_secret: str | None = None):
+    def __init__(
+        self,
+        *,
+        webhook_url: str | None = None,
+        webhook_secret: str | None = None,
+        instant_payouts_paid_after: float | None = None,
+    ):
         self.lock = threading.RLock()
         self.base_url = ""
         self.webhooks = WebhookSender(webhook_url, webhook_secret)
+        # Stripe pays an instant payout out within minutes and says so with `payout.paid`.
+        # Tests settle payouts through the control API; the demo has them paid by themselves.
+        self.instant_payouts_paid_after = instant_payouts_paid_after
+        self._timers: list[threading.Timer] = []
         self._wipe()
 
     def _wipe(self) -> None:
@@ -568,7 +578,18 @@ class StripeStandin:
         # Stripe hands the payout to the bank moments later; the next read shows that.
         payout["status"] = "in_transit"
         self._emit("payout.updated", payout, account)
+        if method == "instant" and self.instant_payouts_paid_after is not None:
+            timer = threading.Timer(self.instant_payouts_paid_after, self._pay_out, [payout_id])
+            timer.daemon = True
+            self._timers.append(timer)
+            timer.start()
         return created
+
+    @_locked
+    def _pay_out(self, payout_id: str) -> None:
+        """An instant payout reaching the bank by itself (unless it failed meanwhile)."""
+        if self._objects.get(payout_id, {}).get("status") == "in_transit":
+            self.settle_payout(Params({}), None, payout_id)
 
     @_locked
     def settle_payout(self, params: Params, account: str | None, payout_id: str) -> Obj:
@@ -699,5 +720,50 @@ class StripeStandin:
         self._wipe()
         return {"reset": True}
 
+    # -- persistence: `make demo` keeps Stripe's side across runs, as the books are kept ------
+
+    @_locked
+    def snapshot(self) -> Obj:
+        """Everything a restarted stand-in needs to answer as before (queued webhook
+        deliveries excepted: they were sent, or Stripe would have retried them)."""
+        return {
+            "platform_id": self.platform_id,
+            "objects": self._objects,
+            "owners": self._owners,
+            "balances": [
+                [owner, currency, cents] for (owner, currency), cents in self._balances.items()
+            ],
+            "idempotent": [
+                [account, key, fingerprint, status, body]
+                for (account, key), (fingerprint, status, body) in self._idempotent.items()
+            ],
+        }
+
+    @_locked
+    def restore(self, data: Obj) -> None:
+        self.platform_id = data["platform_id"]
+        self._objects = data["objects"]
+        self._owners = data["owners"]
+        self._balances = {(owner, currency): cents for owner, currency, cents in data["balances"]}
+        self._idempotent = {
+            (account, key): (fingerprint, status, body)
+            for account, key, fingerprint, status, body in data["idempotent"]
+        }
+
+    def save(self, path: Path) -> None:
+        """Write the snapshot atomically (a crash mid-write leaves the previous one)."""
+        partial = path.with_suffix(path.suffix + ".partial")
+        partial.write_text(json.dumps(self.snapshot()))
+        partial.replace(path)
+
+    def load(self, path: Path) -> bool:
+        """Restore from `path` if it exists; False when there was nothing to restore."""
+        if not path.exists():
+            return False
+        self.restore(json.loads(path.read_text()))
+        return True
+
     def close(self) -> None:
+        for timer in self._timers:
+            timer.cancel()
         self.webhooks.close()

@@ -30,6 +30,11 @@ class Command(BaseCommand):
                 f"http://{WEB_ADDRESS}/api/stripe/webhook",
                 "--webhook-secret",
                 settings.STRIPE_WEBHOOK_SECRET,
+                # Stripe keeps its objects while the demo is stopped; so does the stand-in.
+                "--state-file",
+                str(settings.DATA_DIR / "stripe-standin.json"),
+                "--instant-payouts-paid-after",
+                "5",
             ],
             "job cluster": [*manage, "qcluster"],
             # --insecure serves the admin's static files with DEBUG off; a real deployment
@@ -66,15 +71,24 @@ class Command(BaseCommand):
                 self.stdout.write("embedded PostgreSQL stopped")
 
     def _seed_stripe_demo(self) -> None:
-        """Onboarding and ticket sales go through Stripe, so they are seeded only now."""
+        """Onboarding and ticket sales go through Stripe, so they are seeded only now. Each
+        step stands alone: the demo still runs without one that failed."""
+        from anomalies.demo import seed_demo_anomalies
         from disputes.demo import seed_demo_refund_and_dispute
         from treasury.stripe.demo import seed_demo_payments
 
-        try:
-            seed_demo_payments(web_url=f"http://{WEB_ADDRESS}", write=self.stdout.write)
-            seed_demo_refund_and_dispute(write=self.stdout.write)
-        except Exception as exc:  # the demo still runs without its sample payments
-            self.stderr.write(f"Stripe demo payments failed: {type(exc).__name__}: {exc}")
+        steps = {
+            "payments": lambda: seed_demo_payments(
+                web_url=f"http://{WEB_ADDRESS}", write=self.stdout.write
+            ),
+            "refund and dispute": lambda: seed_demo_refund_and_dispute(write=self.stdout.write),
+            "anomalies": lambda: seed_demo_anomalies(write=self.stdout.write),
+        }
+        for name, step in steps.items():
+            try:
+                step()
+            except Exception as exc:
+                self.stderr.write(f"Demo {name} failed: {type(exc).__name__}: {exc}")
 
     def _banner(self) -> str:
         base = f"http://{WEB_ADDRESS}"
