@@ -39,7 +39,7 @@ REFUNDING_HOST = DUPLICATE_HOST
 SPIKE_KEY_PREFIX = "demo:refund-spike:"
 
 
-def seed_demo_anomalies(*, write: Write, timeout: float = 30.0) -> None:
+def seed_demo_anomalies(*, write: Write, timeout_seconds: int = 30) -> None:
     with system_context():
         users = {u.email: u for u in User.objects.filter(email__endswith="@treasury.local")}
         admin = User.objects.filter(role=Role.ADMIN, is_active=True).order_by("created_at").first()
@@ -49,9 +49,11 @@ def seed_demo_anomalies(*, write: Write, timeout: float = 30.0) -> None:
         write("Anomalies demo skipped: run `manage.py seed_demo` first.")
         return
     if not planted:
-        _plant_refund_spike(admin=admin, host=users[REFUNDING_HOST], timeout=timeout)
+        _plant_refund_spike(
+            admin=admin, host=users[REFUNDING_HOST], timeout_seconds=timeout_seconds
+        )
         _plant_duplicate_charge(buyer=users[DUPLICATE_BUYER], host=users[DUPLICATE_HOST])
-        _wait_until_booked(timeout)
+        _wait_until_booked(timeout_seconds)
     summary = run_detectors()
     with system_context():
         open_anomalies = Anomaly.objects.filter(resolved_at__isnull=True).count()
@@ -64,9 +66,9 @@ def _plant_duplicate_charge(*, buyer: User, host: User) -> None:
         create_demo_charge(buyer=buyer, host=host, amount_cents=DUPLICATE_CENTS, currency="USD")
 
 
-def _plant_refund_spike(*, admin: User, host: User, timeout: float) -> None:
+def _plant_refund_spike(*, admin: User, host: User, timeout_seconds: int) -> None:
     """Refund in full three of the host's sales that have no refund or dispute yet."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + timeout_seconds
     while True:
         with system_context():
             sales = list(
@@ -88,9 +90,9 @@ def _plant_refund_spike(*, admin: User, host: User, timeout: float) -> None:
             )
 
 
-def _wait_until_booked(timeout: float) -> None:
+def _wait_until_booked(timeout_seconds: int) -> None:
     """Until the duplicate's second charge and the refunds are in the ledger."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + timeout_seconds
     while time.monotonic() < deadline:
         with system_context():
             duplicates = StripeCharge.objects.filter(

@@ -28,7 +28,7 @@ Write = Callable[[str], Any]
 DEMO_DOMAIN = "@treasury.local"  # the demo's buyers (manage.py seed_demo)
 
 
-def seed_demo_refund_and_dispute(*, write: Write, timeout: float = 30.0) -> None:
+def seed_demo_refund_and_dispute(*, write: Write, timeout_seconds: int = 30) -> None:
     """Refund 40% of the first demo sale (as the admin) and have the buyer of the second
     dispute it (lost: the split rule's loss bearer carries it)."""
     with system_context():
@@ -55,7 +55,7 @@ def seed_demo_refund_and_dispute(*, write: Write, timeout: float = 30.0) -> None
         )
     dispute = _control(f"/_standin/charges/{disputed.stripe_charge_id}/dispute", {})
     _control(f"/_standin/disputes/{dispute['id']}/close", {"status": "lost"})
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + timeout_seconds
     while time.monotonic() < deadline and not _arrived(dispute["id"]):
         time.sleep(0.2)
     amount = format_minor(refund.amount_cents, refund.currency)

@@ -55,8 +55,9 @@ class Payout(models.Model):
         max_length=16, choices=PayoutSource.choices, default=PayoutSource.REQUEST
     )
     status = models.CharField(max_length=16, choices=PayoutStatus.choices)
-    # The seed's REAL risk score (0 = no concern); the signals say why, in words.
-    risk_score = models.FloatField(default=0)
+    # The seed's risk score, in basis points (0 = no concern, 10,000 = certain): an integer,
+    # as everything on this row is; the signals say why, in words.
+    risk_score = models.IntegerField(default=0)
     risk_signals = models.JSONField(default=list, blank=True, encoder=DjangoJSONEncoder)
     idempotency_key = models.CharField(max_length=255)
     request_hash = models.CharField(max_length=64)
@@ -129,7 +130,8 @@ class Payout(models.Model):
                 condition=models.Q(source__in=PayoutSource.values), name="payouts_source_valid"
             ),
             models.CheckConstraint(
-                condition=models.Q(risk_score__gte=0), name="payouts_risk_not_negative"
+                condition=models.Q(risk_score__gte=0, risk_score__lte=10_000),
+                name="payouts_risk_score_bps",
             ),
         ]
         indexes = [

@@ -3,9 +3,9 @@
 Each check looks at one thing (how old the account is, how this payout compares with the
 recipient's history, how much money was taken back lately, whether the split rules changed
 just before, open anomalies) and answers a `RiskSignal` with its weight and a sentence, or
-None. The score is the sum of the weights, capped at 1; at PAYOUTS_RISK_HOLD_THRESHOLD or
-above the payout is held for an admin. The score is a float on purpose: it is a judgement,
-never an amount.
+None. Weights and the score are integer basis points (10,000 = certain): the score is the
+sum of the weights, capped at 10,000; at PAYOUTS_RISK_HOLD_THRESHOLD_BPS or above the payout
+is held for an admin.
 
 Other modules add checks with `register_risk_check` (the anomalies module's open anomalies
 go through `open_anomalies_hook` until it exists).
@@ -25,15 +25,17 @@ from ledger.chart import user_code
 from ledger.models import LedgerEntry, Side
 from treasury.models import User
 
-# Weights: what each finding adds to the score (1.0 = hold whatever the threshold).
-NEW_ACCOUNT_DAYS, NEW_ACCOUNT_WEIGHT = 7, 0.3
-YOUNG_ACCOUNT_DAYS, YOUNG_ACCOUNT_WEIGHT = 30, 0.1
-VELOCITY_HISTORY_DAYS, VELOCITY_MIN_HISTORY, VELOCITY_FACTOR, VELOCITY_WEIGHT = 90, 3, 3, 0.3
-BURST_HOURS, BURST_COUNT, BURST_WEIGHT = 24, 3, 0.2
+# Weights in basis points: what each finding adds to the score (10,000 = hold whatever the
+# threshold).
+MAX_SCORE_BPS = 10_000
+NEW_ACCOUNT_DAYS, NEW_ACCOUNT_WEIGHT = 7, 3000
+YOUNG_ACCOUNT_DAYS, YOUNG_ACCOUNT_WEIGHT = 30, 1000
+VELOCITY_HISTORY_DAYS, VELOCITY_MIN_HISTORY, VELOCITY_FACTOR, VELOCITY_WEIGHT = 90, 3, 3, 3000
+BURST_HOURS, BURST_COUNT, BURST_WEIGHT = 24, 3, 2000
 TAKEBACK_DAYS = 30
-TAKEBACK_RATIOS = ((3, 10, 0.4), (1, 10, 0.2))  # (numerator, denominator, weight), worst first
-RULE_CHANGE_HOURS, RULE_CHANGE_WEIGHT = 24, 0.3
-ANOMALY_WEIGHT = 0.5
+TAKEBACK_RATIOS = ((3, 10, 4000), (1, 10, 2000))  # (numerator, denominator, weight), worst first
+RULE_CHANGE_HOURS, RULE_CHANGE_WEIGHT = 24, 3000
+ANOMALY_WEIGHT = 5000
 
 # Ledger sources that are not money taken back from a recipient.
 EARNING_SOURCE = "stripe_charge"
@@ -43,7 +45,7 @@ PAYOUT_SOURCE_PREFIX = "payout"
 @dataclass(frozen=True)
 class RiskSignal:
     name: str
-    weight: float
+    weight: int  # basis points
     reason: str
 
 
@@ -60,7 +62,7 @@ class PayoutRequest:
 
 @dataclass(frozen=True)
 class RiskAssessment:
-    score: float
+    score: int  # basis points, 0 to MAX_SCORE_BPS
     signals: tuple[RiskSignal, ...]
 
     def as_json(self) -> list[dict[str, Any]]:
@@ -68,7 +70,7 @@ class RiskAssessment:
 
     @property
     def should_hold(self) -> bool:
-        return self.score >= settings.PAYOUTS_RISK_HOLD_THRESHOLD
+        return self.score >= settings.PAYOUTS_RISK_HOLD_THRESHOLD_BPS
 
 
 RiskCheck = Callable[[PayoutRequest], RiskSignal | None]
@@ -90,7 +92,7 @@ def unregister_risk_check(check: RiskCheck) -> None:
 def assess(*, request: PayoutRequest) -> RiskAssessment:
     """Run every check (in the caller's context: payouts assess as the system)."""
     signals = tuple(signal for check in _CHECKS if (signal := check(request)) is not None)
-    score = min(1.0, round(sum(signal.weight for signal in signals), 4))
+    score = min(MAX_SCORE_BPS, sum(signal.weight for signal in signals))
     return RiskAssessment(score=score, signals=signals)
 
 

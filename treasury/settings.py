@@ -293,8 +293,9 @@ SPECTACULAR_SETTINGS.setdefault("ENUM_NAME_OVERRIDES", {})["BearerEnum"] = "spli
 PAYOUTS_AVAILABILITY_DELAY = timedelta(
     hours=env.int("PAYOUTS_AVAILABILITY_DELAY_HOURS", default=48)
 )
-# A payout whose risk score (0 = no concern; payouts/risk.py) reaches this is held for review.
-PAYOUTS_RISK_HOLD_THRESHOLD = env.float("PAYOUTS_RISK_HOLD_THRESHOLD", default=0.7)
+# A payout whose risk score (basis points, 0 = no concern; payouts/risk.py) reaches this is
+# held for review.
+PAYOUTS_RISK_HOLD_THRESHOLD_BPS = env.int("PAYOUTS_RISK_HOLD_THRESHOLD_BPS", default=7000)
 # Instant payouts cost basis points of the amount, at least the currency's minimum (minor
 # units; a currency not listed has none), borne by `recipient` (taken from the payout) or
 # `platform` (not charged).

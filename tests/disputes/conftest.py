@@ -47,7 +47,7 @@ def stripe_standin() -> Iterator[RunningStandin]:
 def stripe_settings(stripe_standin: RunningStandin, settings: Any) -> Iterator[RunningStandin]:
     """The app pointed at the stand-in; earnings available at once; the default policies."""
     settings.PAYOUTS_AVAILABILITY_DELAY = timedelta(0)
-    settings.PAYOUTS_RISK_HOLD_THRESHOLD = 1.0
+    settings.PAYOUTS_RISK_HOLD_THRESHOLD_BPS = 10_000
     settings.PAYOUTS_MINIMUM_CENTS = {}
     settings.REFUNDS_BUYER_WINDOW_DAYS = 14
     settings.REFUNDS_BUYER_POLICY = "partial"

@@ -59,7 +59,7 @@ def stripe_standin() -> Iterator[RunningStandin]:
 def payout_settings(settings: Any) -> Any:
     """Earnings available at once (the delay has its own tests), the default fees."""
     settings.PAYOUTS_AVAILABILITY_DELAY = timedelta(0)
-    settings.PAYOUTS_RISK_HOLD_THRESHOLD = 0.7
+    settings.PAYOUTS_RISK_HOLD_THRESHOLD_BPS = 7000
     settings.PAYOUTS_INSTANT_FEE_BPS = 150
     settings.PAYOUTS_INSTANT_FEE_MINIMUM_CENTS = {"USD": 50}
     settings.PAYOUTS_INSTANT_FEE_BEARER = "recipient"

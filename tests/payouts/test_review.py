@@ -40,7 +40,7 @@ def host(stripe_settings):
 @pytest.fixture
 def strict(payout_settings):
     """A new account alone (0.3) reaches the threshold."""
-    payout_settings.PAYOUTS_RISK_HOLD_THRESHOLD = 0.3
+    payout_settings.PAYOUTS_RISK_HOLD_THRESHOLD_BPS = 3000
     return payout_settings
 
 
@@ -77,9 +77,9 @@ def test_a_held_payout_is_not_transferred_until_approved(
     assert callbacks == []  # nothing is sent after commit
     payout = reload(payout)
     assert payout.status == "held"
-    assert payout.risk_score == pytest.approx(0.3)
+    assert payout.risk_score == 3000
     assert payout.risk_signals == [
-        {"name": "account_age", "weight": 0.3, "reason": "account is 0 days old (new)"}
+        {"name": "account_age", "weight": 3000, "reason": "account is 0 days old (new)"}
     ]
     assert payable(host) == 3000  # reserved all the same: nobody else can spend it
     assert execute_payout(payout_id=payout.pk).status == "held"
@@ -192,7 +192,7 @@ def test_a_split_rule_change_just_before_raises_the_score(host):
     )
     assessment = assess(host)
     assert names(assessment) == {"account_age", "split_rule_change"}
-    assert assessment.score == pytest.approx(0.6)
+    assert assessment.score == 6000
 
 
 def test_an_old_account_paying_out_far_above_its_history(host, django_capture_on_commit_callbacks):
@@ -206,7 +206,7 @@ def test_an_old_account_paying_out_far_above_its_history(host, django_capture_on
             pay_out(host, 1000, key=f"small-{n}")
     assessment = assess(host, amount_cents=3001)  # over 3x the 10.00 average
     assert names(assessment) == {"payout_velocity", "payout_burst"}
-    assert assessment.score == pytest.approx(0.5)
+    assert assessment.score == 5000
     assert names(assess(host, amount_cents=3000)) == {"payout_burst"}
 
 
@@ -216,20 +216,20 @@ def test_refunds_and_disputes_against_earnings_raise_the_score(host):
     refund(host, 2700)  # 27.00 of 90.00 earned: 30%
     assessment = assess(host)
     [signal] = [s for s in assessment.signals if s.name == "refunds_and_disputes"]
-    assert signal.weight == 0.4
+    assert signal.weight == 4000
     assert "2700 of 9000" in signal.reason
 
 
 def test_other_modules_add_checks_through_the_hook(host):
     def flagged(request):
-        return risk.RiskSignal("open_anomalies", 0.5, "1 open anomaly")
+        return risk.RiskSignal("open_anomalies", 5000, "1 open anomaly")
 
     risk.register_risk_check(flagged)
     try:
         assessment = assess(host)
     finally:
         risk.unregister_risk_check(flagged)
-    assert assessment.score == pytest.approx(0.8) and assessment.should_hold
+    assert assessment.score == 8000 and assessment.should_hold
 
 
 def queued_nightly_runs() -> list[str]:
