@@ -56,14 +56,20 @@ def book_sale(
     currency: str = "USD",
     *,
     fee_cents: int = 0,
+    platform_fee_cents: int = 0,
     at: datetime | None = None,
 ) -> LedgerTransaction:
     """A sale's posting as treasury.stripe books it (ledger only): `amount_cents` to the
-    user's payable, less a Stripe fee the user bears when `fee_cents`."""
+    user's payable (less a Stripe fee the user bears, `fee_cents`), `platform_fee_cents`
+    to the platform's fee revenue, the buyer's money into Stripe's balance."""
+    charge_id = f"ch_portal_{uuid.uuid4().hex[:16]}"
+    gross = amount_cents + platform_fee_cents
     lines = [
-        debit(platform_code("stripe_balance", currency), amount_cents, currency),
+        debit(platform_code("stripe_balance", currency), gross, currency),
         credit(user_code(user.pk, "payable", currency), amount_cents, currency),
     ]
+    if platform_fee_cents:
+        lines.append(credit(platform_code("fee_revenue", currency), platform_fee_cents, currency))
     if fee_cents:
         lines += [
             debit(user_code(user.pk, "payable", currency), fee_cents, currency),
@@ -71,11 +77,12 @@ def book_sale(
         ]
     with system_context():
         return post_transaction(
-            idempotency_key=f"charge:ch_portal_{uuid.uuid4().hex}",
+            idempotency_key=f"charge:{charge_id}",
             entries=lines,
             event_source="stripe_charge",
-            reference_id=f"ch_portal_{uuid.uuid4().hex[:12]}",
+            reference_id=charge_id,
             effective_at=at,
+            metadata={"host_id": str(user.pk)},
         )
 
 

@@ -9,7 +9,7 @@ from django.test import Client
 from payouts.services import initiate_payout
 from reporting.services import request_report
 from tests.factories import AdminFactory, ArtistFactory, HostFactory, SplitRuleFactory, UserFactory
-from treasury.rls import system_context, user_context
+from treasury.rls import user_context
 
 from .conftest import book_sale, completed_account, footprint
 
