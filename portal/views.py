@@ -100,35 +100,29 @@ class HomeView(RecipientPage):
         balances = selectors.currency_balances(user=self.user)
         currencies = [b.currency for b in balances]
         chart_form = ChartForm(request.GET or None, currencies=currencies)
-        earnings = None
-        if currencies:
-            valid = chart_form.is_valid() if chart_form.is_bound else False
-            currency = (valid and chart_form.cleaned_data["currency"]) or currencies[0]
-            days = (valid and chart_form.cleaned_data["days"]) or selectors.CHART_DAYS[0]
-            earnings = selectors.daily_earnings(user=self.user, currency=currency, days=days)
-        chart = None
-        if earnings is not None:
-            chart = {
+        context: dict[str, Any] = {
+            "balances": balances,
+            "chart_form": chart_form,
+            "account": _connected_account(self.user),
+            "recent_payouts": payout_selectors.payouts_for(user=self.user)[:5],
+        }
+        if currencies:  # no ledger account yet: nothing to chart
+            chosen = chart_form.cleaned_data if chart_form.is_valid() else {}
+            earnings = selectors.daily_earnings(
+                user=self.user,
+                currency=chosen.get("currency") or currencies[0],
+                days=chosen.get("days") or selectors.CHART_DAYS[0],
+            )
+            context["earnings"] = earnings
+            # The chart's data: integer minor units, formatted in the browser with integers.
+            context["chart"] = {
                 "currency": earnings.currency,
                 "digits": minor_units(earnings.currency),
                 "labels": [day.isoformat() for day in earnings.days],
                 "cents": earnings.cents,
             }
-        return render(
-            request,
-            "portal/home.html",
-            {
-                "balances": balances,
-                "chart_form": chart_form,
-                "earnings": earnings,
-                "chart": chart,
-                "chart_rows": list(zip(earnings.days, earnings.cents, strict=True))[::-1]
-                if earnings
-                else [],
-                "account": _connected_account(self.user),
-                "recent_payouts": payout_selectors.payouts_for(user=self.user)[:5],
-            },
-        )
+            context["chart_rows"] = list(zip(earnings.days, earnings.cents, strict=True))[::-1]
+        return render(request, "portal/home.html", context)
 
 
 # --- ledger entries ---
