@@ -416,3 +416,6 @@ REFUNDS_REVERSE_TRANSFERS = env.bool("REFUNDS_REVERSE_TRANSFERS", default=True)
 DISPUTES_FEE_BEARER = env.str("DISPUTES_FEE_BEARER", default="platform")
 # How often the job resends refunds Stripe has not answered and retries transfer reversals.
 REFUNDS_RESUME_EVERY_MINUTES = env.int("REFUNDS_RESUME_EVERY_MINUTES", default=10)
+
+# --- Hosts' and artists' pages (portal/, under /me/, session login) ---
+INSTALLED_APPS += ["portal"]

@@ -96,6 +96,7 @@ class Command(BaseCommand):
             "",
             "Treasury demo is running.",
             f"  Admin:      {base}/admin/   login {ADMIN_EMAIL} / {DEMO_PASSWORD}",
+            f"  Hosts' and artists' pages: {base}/me/   e.g. host.aurora@treasury.local",
             f"  API docs:   {base}/api/docs/",
             f"  Health:     {base}/api/admin/health",
             f"  Stripe stand-in: http://127.0.0.1:{STANDIN_PORT}/v1/",
