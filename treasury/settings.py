@@ -415,3 +415,25 @@ REFUNDS_REVERSE_TRANSFERS = env.bool("REFUNDS_REVERSE_TRANSFERS", default=True)
 DISPUTES_FEE_BEARER = env.str("DISPUTES_FEE_BEARER", default="platform")
 # How often the job resends refunds Stripe has not answered and retries transfer reversals.
 REFUNDS_RESUME_EVERY_MINUTES = env.int("REFUNDS_RESUME_EVERY_MINUTES", default=10)
+
+# --- Events (outbox) and analytics ---
+INSTALLED_APPS += ["events", "analytics"]
+# The outbox is delivered by a django-q2 job every this many minutes; a failed delivery is
+# retried after EVENTS_RETRY_BASE_SECONDS * 2^(attempts - 1) (at most ..._MAX_SECONDS) and
+# marked dead after EVENTS_MAX_ATTEMPTS (the admin's "retry now" revives it).
+EVENTS_DELIVER_EVERY_MINUTES = env.int("EVENTS_DELIVER_EVERY_MINUTES", default=1)
+EVENTS_RETRY_BASE_SECONDS = env.int("EVENTS_RETRY_BASE_SECONDS", default=30)
+EVENTS_RETRY_MAX_SECONDS = env.int("EVENTS_RETRY_MAX_SECONDS", default=3600)
+EVENTS_MAX_ATTEMPTS = env.int("EVENTS_MAX_ATTEMPTS", default=12)
+# Days marked changed by ledger events are recomputed from the ledger this often.
+ANALYTICS_REFRESH_EVERY_MINUTES = env.int("ANALYTICS_REFRESH_EVERY_MINUTES", default=5)
+
+# --- Read replica: reports and analytics read from it when DATABASE_REPLICA_URL is set ---
+if env.str("DATABASE_REPLICA_URL", default=""):
+    DATABASES["replica"] = {
+        **env.db_url("DATABASE_REPLICA_URL"),
+        "ENGINE": "django.db.backends.postgresql",
+        # Tests have no replica: the alias reads the test database through `default`.
+        "TEST": {"MIRROR": "default"},
+    }
+DATABASE_ROUTERS = ["treasury.replica.ReplicaRouter", *DATABASE_ROUTERS]
