@@ -23,6 +23,7 @@ from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 
+from events.services import record_ledger_event
 from ledger.chart import parse_code
 from ledger.models import DEBIT_NORMAL_KINDS, LedgerAccount, LedgerEntry, LedgerTransaction, Side
 from ledger.money import largest_remainder, normalize_currency
@@ -323,6 +324,16 @@ def post_transaction(
                 )
                 for line, key in keyed
             ]
+        )
+        # The outbox event commits (or rolls back) with the posting itself.
+        record_ledger_event(
+            transaction_id=row[0],
+            idempotency_key=idempotency_key,
+            event_source=event_source,
+            reference_id=reference_id,
+            effective_at=row[1],
+            metadata=metadata,
+            legs=[(accounts[key], line) for line, key in keyed],
         )
         with connection.cursor() as cursor:
             changed = [(pk, delta) for pk, delta in deltas.items() if delta]

@@ -45,6 +45,14 @@ class TreasuryAdminSite(admin.AdminSite):
     site_header = "Treasury back office"
     site_title = "Treasury"
     index_title = "Money, accounts and audit"
+    # The index shows the analytics dashboard (charts and ops counters) above the app list.
+    index_template = "admin/treasury/index.html"
+
+    def index(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
+        from analytics.dashboard import dashboard_context
+
+        extra_context = {**(extra_context or {}), "dashboard": dashboard_context(user=request.user)}
+        return super().index(request, extra_context)
 
     def register(self, model_or_iterable: Any, admin_class: Any = None, **options: Any) -> None:
         admin_class = admin_class or admin.ModelAdmin

@@ -373,7 +373,7 @@ ANOMALIES_REFUND_SPIKE_FACTOR = env.float("ANOMALIES_REFUND_SPIKE_FACTOR", defau
 ANOMALIES_HISTORY_DAYS = env.int("ANOMALIES_HISTORY_DAYS", default=90)
 # Payout velocity: 24 hours of payouts above this factor times the recipient's average payout
 # (needs at least ANOMALIES_PAYOUT_MIN_HISTORY earlier payouts).
-ANOMALIES_PAYOUT_VELOCITY_FACTOR = env.int("ANOMALIES_PAYOUT_VELOCITY_FACTOR", default=5)
+ANOMALIES_PAYOUT_VELOCITY_FACTOR = env.int("ANOMALIES_PAYOUT_VELOCITY_FACTOR", default=1)
 ANOMALIES_PAYOUT_MIN_HISTORY = env.int("ANOMALIES_PAYOUT_MIN_HISTORY", default=3)
 # A split rule written this many hours before a payout of at least the currency's amount.
 ANOMALIES_SPLIT_CHANGE_HOURS = env.int("ANOMALIES_SPLIT_CHANGE_HOURS", default=24)
@@ -419,3 +419,24 @@ REFUNDS_RESUME_EVERY_MINUTES = env.int("REFUNDS_RESUME_EVERY_MINUTES", default=1
 
 # --- Hosts' and artists' pages (portal/, under /me/, session login) ---
 INSTALLED_APPS += ["portal"]
+# --- Events (outbox) and analytics ---
+INSTALLED_APPS += ["events", "analytics"]
+# The outbox is delivered by a django-q2 job every this many minutes; a failed delivery is
+# retried after EVENTS_RETRY_BASE_SECONDS * 2^(attempts - 1) (at most ..._MAX_SECONDS) and
+# marked dead after EVENTS_MAX_ATTEMPTS (the admin's "retry now" revives it).
+EVENTS_DELIVER_EVERY_MINUTES = env.int("EVENTS_DELIVER_EVERY_MINUTES", default=1)
+EVENTS_RETRY_BASE_SECONDS = env.int("EVENTS_RETRY_BASE_SECONDS", default=30)
+EVENTS_RETRY_MAX_SECONDS = env.int("EVENTS_RETRY_MAX_SECONDS", default=3600)
+EVENTS_MAX_ATTEMPTS = env.int("EVENTS_MAX_ATTEMPTS", default=12)
+# Days marked changed by ledger events are recomputed from the ledger this often.
+ANALYTICS_REFRESH_EVERY_MINUTES = env.int("ANALYTICS_REFRESH_EVERY_MINUTES", default=1)
+
+# --- Read replica: reports and analytics read from it when DATABASE_REPLICA_URL is set ---
+if env.str("DATABASE_REPLICA_URL", default=""):
+    DATABASES["replica"] = {
+        **env.db_url("DATABASE_REPLICA_URL"),
+        "ENGINE": "django.db.backends.postgresql",
+        # Tests have no replica: the alias reads the test database through `default`.
+        "TEST": {"MIRROR": "default"},
+    }
+DATABASE_ROUTERS = ["treasury.replica.ReplicaRouter", *DATABASE_ROUTERS]

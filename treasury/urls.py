@@ -32,4 +32,5 @@ urlpatterns = [
     path("", include("reporting.urls")),
     path("", include("anomalies.urls")),
     path("me/", include("portal.urls")),
+    path("", include("analytics.urls")),
 ]

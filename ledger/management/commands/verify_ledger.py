@@ -4,7 +4,9 @@ import sys
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
 
+from analytics.services import record_ledger_verification
 from ledger.selectors import ledger_differences
 from treasury.rls import system_context
 
@@ -30,10 +32,18 @@ class Command(BaseCommand):
             if done >= total:
                 self.stderr.write("")
 
+        started_at = timezone.now()
         with system_context():
             differences = list(
                 ledger_differences(chunk_size=options["chunk_size"], progress=progress)
             )
+        # The admin dashboard shows the last run's outcome.
+        record_ledger_verification(
+            ok=not differences,
+            differences=[str(d) for d in differences],
+            started_at=started_at,
+            finished_at=timezone.now(),
+        )
         if differences:
             for difference in differences:
                 self.stdout.write(str(difference))

@@ -1,0 +1,10 @@
+from django.apps import AppConfig
+
+
+class AnalyticsConfig(AppConfig):
+    default_auto_field = "django.db.models.BigAutoField"
+    name = "analytics"
+    verbose_name = "Analytics"
+
+    def ready(self) -> None:
+        from analytics import handlers  # noqa: F401  (registers the event handlers)
