@@ -31,4 +31,5 @@ urlpatterns = [
     path("", include("treasury.stripe.urls")),
     path("", include("reporting.urls")),
     path("", include("anomalies.urls")),
+    path("", include("overrides.urls")),
 ]
