@@ -10,7 +10,6 @@ from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, models, transaction
 from django.forms.models import model_to_dict
-from django.utils import timezone
 
 from treasury.errors import Conflict, InvalidInput
 from treasury.models import SELF_SERVICE_ROLES, AuditLog, Role, User
@@ -116,20 +115,12 @@ def register_user(*, email: str, password: str, role: str, display_name: str = "
     return user
 
 
-@transaction.atomic
 def deactivate_user(*, user: User) -> User:
-    """Close an account: the row stays (the ledger refers to it), the email is pseudonymised."""
-    before = snapshot(user)
-    user.email = f"deleted-{user.pk}@users.invalid"
-    user.display_name = ""
-    user.is_active = False
-    user.deactivated_at = timezone.now()
-    user.set_unusable_password()
-    user.save()
-    record_audit(
-        actor=user, action="user.deactivate", target=user, before=before, after=snapshot(user)
-    )
-    return user
+    """Close an account: the GDPR erasure of privacy.services (the row stays, pseudonymised;
+    no PII is left in the audit log)."""
+    from privacy.services import erase_user
+
+    return erase_user(user=user, actor=user)
 
 
 @transaction.atomic
