@@ -288,3 +288,19 @@ class DisputeAdmin(ReadOnlyAdmin):
             "submit": "Add note",
         }
         return TemplateResponse(request, "admin/disputes/form.html", context)
+
+
+@admin.register(DisputeNote)
+class DisputeNoteAdmin(ReadOnlyAdmin):
+    """Notes are added through the dispute's page or the override console (audited)."""
+
+    list_display = ["created_at", "dispute", "author"]
+    list_filter = ["created_at"]
+    search_fields = ["dispute__stripe_dispute_id", "author__email"]
+
+
+@admin.register(RefundTransferReversal)
+class RefundTransferReversalAdmin(ReadOnlyAdmin):
+    list_display = ["id", "refund", "user", "amount_cents", "currency", "status", "created_at"]
+    list_filter = ["status", "currency"]
+    search_fields = ["=id", "refund__stripe_refund_id", "user__email"]

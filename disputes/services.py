@@ -349,6 +349,7 @@ def request_refund(
             actor=actor,
             action="refund.request",
             target=refund,
+            before={"charge_id": charge_id, "refunded_cents": charge.amount_cents - left},
             after=snapshot(refund),
             details={"charge_id": charge_id, "left_before_cents": left},
         )
@@ -1018,11 +1019,13 @@ def add_dispute_note(*, actor: User, stripe_dispute_id: str, body: str) -> Dispu
         )
     dispute = selectors.dispute_for(user=actor, stripe_dispute_id=stripe_dispute_id)
     with system_context():
+        notes_before = DisputeNote.objects.filter(dispute=dispute).count()
         note = DisputeNote.objects.create(dispute=dispute, author=actor, body=body)
         record_audit(
             actor=actor,
             action="dispute.note",
             target=dispute,
+            before={"status": dispute.status, "note_count": notes_before},
             after=snapshot(note),
             details={"note_id": note.pk, "status": dispute.status},
         )

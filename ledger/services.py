@@ -454,6 +454,11 @@ def post_adjustment(
     reason = (reason or "").strip()
     if not reason:
         raise InvalidInput("a reason is required", fields={"reason": ["required"]})
+    from ledger.selectors import account_balance
+
+    codes = sorted({line.account for line in entries})
+    with system_context():
+        before = {code: account_balance(code=code) for code in codes}
     posted = post_transaction(
         idempotency_key=idempotency_key,
         entries=entries,
@@ -468,10 +473,13 @@ def post_adjustment(
                 actor=actor,
                 action="ledger.adjustment",
                 target=posted,
+                # Balances of the touched accounts on either side of the posting.
+                before={"balances": before},
                 after={
                     "idempotency_key": idempotency_key,
                     "reason": reason,
                     "entries": [line.as_json() for line in entries],
+                    "balances": {code: account_balance(code=code) for code in codes},
                 },
             )
     return posted

@@ -8,7 +8,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from reporting.models import Report, ReportStatus, VatInvoice, VatInvoiceLine
+from reporting.models import InvoiceCounter, Report, ReportStatus, VatInvoice, VatInvoiceLine
 from reporting.services import retry_report
 from treasury.errors import TreasuryError
 
@@ -87,3 +87,11 @@ class VatInvoiceAdmin(ReadOnlyAdmin):
     search_fields = ["invoice_number", "host__email"]
     list_select_related = ["host"]
     inlines = [VatInvoiceLineInline]
+
+
+@admin.register(InvoiceCounter)
+class InvoiceCounterAdmin(ReadOnlyAdmin):
+    """Gap-free invoice numbering: read-only, only issuing invoices moves a counter."""
+
+    list_display = ["series", "last_number", "updated_at"]
+    search_fields = ["series"]

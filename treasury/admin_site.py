@@ -55,9 +55,14 @@ class TreasuryAdminSite(admin.AdminSite):
         return super().index(request, extra_context)
 
     def register(self, model_or_iterable: Any, admin_class: Any = None, **options: Any) -> None:
+        from overrides.permissions import HostScopedAdminMixin
+
         admin_class = admin_class or admin.ModelAdmin
         if not issubclass(admin_class, AuditedAdminMixin):
             admin_class = type(
                 f"Audited{admin_class.__name__}", (AuditedAdminMixin, admin_class), {}
             )
+        # Support agents limited to some hosts see only those hosts' objects.
+        if not issubclass(admin_class, HostScopedAdminMixin):
+            admin_class = type(admin_class.__name__, (HostScopedAdminMixin, admin_class), {})
         super().register(model_or_iterable, admin_class, **options)

@@ -75,9 +75,15 @@ class MeView(APIView):
     def get(self, request: Request) -> Response:
         return Response(UserSerializer(request.user).data)
 
-    @extend_schema(responses={204: None})
+    @extend_schema(
+        responses={204: None, 409: dict},
+        description="Erase my personal data (GDPR): the account is pseudonymised and closed,"
+        " financial records stay. 409 while a payout is unsettled or a dispute is open.",
+    )
     def delete(self, request: Request) -> Response:
-        services.deactivate_user(user=request.user)
+        from privacy.services import erase_user
+
+        erase_user(user=request.user, actor=request.user)  # type: ignore[arg-type]
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

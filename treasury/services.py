@@ -1,12 +1,15 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, models, transaction
 from django.forms.models import model_to_dict
-from django.utils import timezone
 
 from treasury.errors import Conflict, InvalidInput
 from treasury.models import SELF_SERVICE_ROLES, AuditLog, Role, User
@@ -33,6 +36,30 @@ def _json_safe(value: Any) -> Any:
     return str(value)
 
 
+@dataclass
+class AuditScope:
+    """Audit rows written inside `audit_scope()`, and what every one of them is tagged with."""
+
+    details: dict[str, Any]
+    rows: list[AuditLog] = field(default_factory=list)
+
+
+_audit_scope: ContextVar[AuditScope | None] = ContextVar("treasury_audit_scope", default=None)
+
+
+@contextmanager
+def audit_scope(**details: Any) -> Iterator[AuditScope]:
+    """Tag the audit rows written in the block with `details` (merged into their details) and
+    collect them: the override console uses it to return the one row a service wrote, and to
+    record the operator's reason without every service taking a `reason` argument."""
+    scope = AuditScope(details=details)
+    token = _audit_scope.set(scope)
+    try:
+        yield scope
+    finally:
+        _audit_scope.reset(token)
+
+
 @transaction.atomic
 def record_audit(
     *,
@@ -44,15 +71,19 @@ def record_audit(
     details: dict[str, Any] | None = None,
 ) -> AuditLog:
     """One audit row, written in the caller's transaction so it stands or falls with the change."""
-    return AuditLog.objects.create(
+    scope = _audit_scope.get()
+    row = AuditLog.objects.create(
         user=actor if actor is not None and actor.pk else None,
         action=action,
         target_type=target._meta.label_lower if target is not None else "",
         target_id=str(target.pk) if target is not None else "",
         before=before,
         after=after,
-        details=details or {},
+        details={**(details or {}), **(scope.details if scope else {})},
     )
+    if scope is not None:
+        scope.rows.append(row)
+    return row
 
 
 @transaction.atomic
@@ -84,20 +115,12 @@ def register_user(*, email: str, password: str, role: str, display_name: str = "
     return user
 
 
-@transaction.atomic
 def deactivate_user(*, user: User) -> User:
-    """Close an account: the row stays (the ledger refers to it), the email is pseudonymised."""
-    before = snapshot(user)
-    user.email = f"deleted-{user.pk}@users.invalid"
-    user.display_name = ""
-    user.is_active = False
-    user.deactivated_at = timezone.now()
-    user.set_unusable_password()
-    user.save()
-    record_audit(
-        actor=user, action="user.deactivate", target=user, before=before, after=snapshot(user)
-    )
-    return user
+    """Close an account: the GDPR erasure of privacy.services (the row stays, pseudonymised;
+    no PII is left in the audit log)."""
+    from privacy.services import erase_user
+
+    return erase_user(user=user, actor=user)
 
 
 @transaction.atomic

@@ -440,3 +440,13 @@ if env.str("DATABASE_REPLICA_URL", default=""):
         "TEST": {"MIRROR": "default"},
     }
 DATABASE_ROUTERS = ["treasury.replica.ReplicaRouter", *DATABASE_ROUTERS]
+# --- Ops: override console, staff groups, privacy ---
+INSTALLED_APPS += ["overrides", "privacy"]
+# Deactivated (erased) users: what personal data is left (report files, free-text copies) is
+# removed this many days after the deletion by the retention job.
+PRIVACY_RETENTION_DAYS = env.int("PRIVACY_RETENTION_DAYS", default=30)
+# Stripe webhook payloads (dj-stripe's stored events) keep buyers' names, emails and
+# addresses; after this many days those keys are blanked (the amounts and ids stay).
+PRIVACY_WEBHOOK_PAYLOAD_DAYS = env.int("PRIVACY_WEBHOOK_PAYLOAD_DAYS", default=90)
+# How often the retention job runs (django-q2 schedule made by privacy's migration).
+PRIVACY_RETENTION_EVERY_HOURS = env.int("PRIVACY_RETENTION_EVERY_HOURS", default=24)

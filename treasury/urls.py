@@ -33,4 +33,5 @@ urlpatterns = [
     path("", include("anomalies.urls")),
     path("me/", include("portal.urls")),
     path("", include("analytics.urls")),
+    path("", include("overrides.urls")),
 ]
