@@ -63,6 +63,8 @@ PAYOUT_STUCK_PREFIX = "payout-stuck:"
 WEBHOOK_FAILING_PREFIX = "webhook-failing:"
 # How many differences a run keeps in an alert's text (all are in the run's table).
 ALERT_LINES = 20
+# Balance transactions per page of Stripe's list (Stripe's maximum); every page is read.
+STRIPE_PAGE_SIZE = 100
 # A delivery claimed this long ago without an answer is presumed dead and may be retried.
 DELIVERY_LEASE = timedelta(minutes=2)
 
@@ -369,7 +371,7 @@ def _stripe_items(
         if chunk_start >= end:
             break
         params = {
-            "limit": 100,
+            "limit": STRIPE_PAGE_SIZE,
             "created": {"gte": int(chunk_start.timestamp()), "lt": int(chunk_end.timestamp())},
         }
         listing = client.v1.balance_transactions.list(params=params)  # type: ignore[arg-type]

@@ -37,19 +37,24 @@ TABLES = (
 )
 
 
-def run_command(*args: str) -> tuple[str, int]:
+def run_command(*args: str, stderr: StringIO | None = None) -> tuple[str, int]:
     out = StringIO()
     try:
-        call_command("reconcile_stripe", *args, stdout=out, stderr=StringIO())
+        call_command("reconcile_stripe", *args, stdout=out, stderr=stderr or StringIO())
     except CommandError as exc:
         return out.getvalue() + str(exc), exc.returncode
     return out.getvalue(), 0
 
 
 def test_a_quiet_day_reconciles_with_exit_code_0(stripe_settings):
-    output, code = run_command("--from", "2001-01-01", "--to", "2001-01-02")
+    progress = StringIO()
+    output, code = run_command(
+        "--from", "2001-01-01", "--to", "2001-01-02", "-v", "2", stderr=progress
+    )
 
     assert code == 0 and "reconciled: no differences" in output
+    bars = progress.getvalue()
+    assert "stripe       [" in bars and "compare      [##############################] 100%" in bars
     with system_context():
         run = ReconciliationRun.objects.latest("id")
     assert (run.status, run.period_label) == (RunStatus.CLEAN, "2001-01-01..2001-01-02")

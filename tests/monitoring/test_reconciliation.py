@@ -198,3 +198,16 @@ def test_a_clean_rerun_of_the_period_resolves_its_alert(stripe_settings, period_
         alert = Alert.objects.get(key=f"reconciliation:{first.run.period_label}")
     assert alert.resolved_at is not None
     assert alert.resolution_note == f"reconciliation run {second.run.pk} found no differences"
+
+
+def test_every_page_of_stripes_list_is_read(stripe_settings, period_start, monkeypatch):
+    monkeypatch.setattr("monitoring.services.STRIPE_PAGE_SIZE", 2)
+    host = HostFactory()
+    for amount_cents in (1000, 2000, 3000, 4000, 5000):
+        sell(stripe_settings, amount_cents=amount_cents, host=host)
+    missing = sell(stripe_settings, amount_cents=6000, host=host, book=False)
+
+    result = reconcile(period_start)
+
+    assert [d.match_key for d in result.differences] == [f"charge:{missing}"]
+    assert (result.run.stripe_count, result.run.matched_count) == (6, 5)
