@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -363,13 +364,11 @@ def _stripe_items(
     """Stripe's balance transactions created in [start, end), a day at a time (that is the
     progress bar's unit: Stripe does not say how many there are), every page of each."""
     client = stripe_client()
-    days = max(int((end - start).total_seconds() // 86400) + 1, 1)
+    days = max(math.ceil((end - start) / timedelta(days=1)), 1)
     ignored = set(settings.RECONCILE_IGNORED_TYPES)
     for day in range(days):
         chunk_start = start + timedelta(days=day)
         chunk_end = min(chunk_start + timedelta(days=1), end)
-        if chunk_start >= end:
-            break
         params = {
             "limit": STRIPE_PAGE_SIZE,
             "created": {"gte": int(chunk_start.timestamp()), "lt": int(chunk_end.timestamp())},

@@ -27,7 +27,7 @@ from monitoring.models import (
 from monitoring.services import reconcile_stripe
 from payouts.services import initiate_payout
 from tests.disputes.conftest import control, deliver, events_about, onboard, sell
-from tests.factories import AdminFactory, HostFactory, UserFactory
+from tests.factories import DEFAULT_PASSWORD, AdminFactory, HostFactory, UserFactory
 from treasury.rls import system_context
 from treasury.stripe_standin import stripe_fee_cents
 
@@ -211,3 +211,16 @@ def test_every_page_of_stripes_list_is_read(stripe_settings, period_start, monke
 
     assert [d.match_key for d in result.differences] == [f"charge:{missing}"]
     assert (result.run.stripe_count, result.run.matched_count) == (6, 5)
+
+
+def test_the_admin_shows_a_run_with_its_differences(stripe_settings, period_start, client):
+    missing = sell(stripe_settings, amount_cents=1000, host=HostFactory(), book=False)
+    run = reconcile(period_start).run
+    admin = AdminFactory()
+    assert client.login(email=admin.email, password=DEFAULT_PASSWORD)
+
+    page = client.get(f"/admin/monitoring/reconciliationrun/{run.pk}/change/")
+    listing = client.get("/admin/monitoring/reconciliationdifference/?kind=missing_in_ledger")
+
+    assert page.status_code == 200 and f"charge:{missing}" in page.content.decode()
+    assert listing.status_code == 200 and f"charge:{missing}" in listing.content.decode()
