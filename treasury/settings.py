@@ -450,3 +450,32 @@ PRIVACY_RETENTION_DAYS = env.int("PRIVACY_RETENTION_DAYS", default=30)
 PRIVACY_WEBHOOK_PAYLOAD_DAYS = env.int("PRIVACY_WEBHOOK_PAYLOAD_DAYS", default=90)
 # How often the retention job runs (django-q2 schedule made by privacy's migration).
 PRIVACY_RETENTION_EVERY_HOURS = env.int("PRIVACY_RETENTION_EVERY_HOURS", default=24)
+# --- Monitoring: reconciliation with Stripe, nightly checks, alerts ---
+INSTALLED_APPS += ["monitoring"]
+# Critical alerts go to SLACK_WEBHOOK_URL (above; to these addresses when it is not set),
+# warnings to these addresses through Django's mail (console backend unless EMAIL_* say).
+OPS_EMAILS = env.list("OPS_EMAILS", default=["ops@example.test"])
+# A Stripe event whose processing failed this many times (and still fails) is critical.
+MONITORING_WEBHOOK_FAILED_ATTEMPTS = env.int("MONITORING_WEBHOOK_FAILED_ATTEMPTS", default=3)
+# A payout pending or in flight without a change for this long is stuck (critical).
+MONITORING_PAYOUT_STUCK_MINUTES = env.int("MONITORING_PAYOUT_STUCK_MINUTES", default=120)
+# A warning when no ledger verification has run for this long.
+MONITORING_VERIFY_STALE_HOURS = env.int("MONITORING_VERIFY_STALE_HOURS", default=26)
+# Differences kept on a verification run (the alert and the command show the rest).
+MONITORING_VERIFY_KEEP_DIFFERENCES = env.int("MONITORING_VERIFY_KEEP_DIFFERENCES", default=200)
+# When the nightly verification starts (HH:MM UTC; reconciliation of the previous day 30
+# minutes later) and how often the checks run; `manage.py setup_monitoring_schedules`
+# applies a change.
+MONITORING_NIGHTLY_AT = env.str("MONITORING_NIGHTLY_AT", default="03:00")
+MONITORING_CHECK_EVERY_MINUTES = env.int("MONITORING_CHECK_EVERY_MINUTES", default=5)
+# Sending an alert: the HTTP timeout, and how many attempts before the check job stops
+# queueing it again (django-q2 also retries a failed send task).
+MONITORING_ALERT_TIMEOUT_SECONDS = env.int("MONITORING_ALERT_TIMEOUT_SECONDS", default=10)
+MONITORING_ALERT_MAX_ATTEMPTS = env.int("MONITORING_ALERT_MAX_ATTEMPTS", default=10)
+# Both sides are read this much around the reconciled period, so that a posting and its
+# balance transaction on either side of midnight still meet.
+RECONCILE_MARGIN_HOURS = env.int("RECONCILE_MARGIN_HOURS", default=48)
+# Balance transaction types outside the ledger: the platform's own payouts to its bank.
+RECONCILE_IGNORED_TYPES = env.list(
+    "RECONCILE_IGNORED_TYPES", default=["payout", "payout_cancel", "payout_failure"]
+)
