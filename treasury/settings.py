@@ -415,3 +415,9 @@ REFUNDS_REVERSE_TRANSFERS = env.bool("REFUNDS_REVERSE_TRANSFERS", default=True)
 DISPUTES_FEE_BEARER = env.str("DISPUTES_FEE_BEARER", default="platform")
 # How often the job resends refunds Stripe has not answered and retries transfer reversals.
 REFUNDS_RESUME_EVERY_MINUTES = env.int("REFUNDS_RESUME_EVERY_MINUTES", default=10)
+
+# --- Benchmarks and fault harness ---
+# `Q_CLUSTER_NAME=<queue> manage.py qcluster` serves a queue of its own (the fault tests run
+# a cluster on a private queue, so no other cluster takes their jobs); django-q2 then expects
+# ALT_CLUSTERS, the per-queue overrides, of which there are none.
+Q_CLUSTER.setdefault("ALT_CLUSTERS", {})
