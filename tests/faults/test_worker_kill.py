@@ -28,25 +28,17 @@ from django_q.tasks import async_task
 from ledger.selectors import ledger_differences
 from payouts.models import Payout
 from tests.factories import HostFactory
-from tests.payouts.conftest import (  # noqa: F401 - fixtures
-    earn,
-    ledger_keys,
-    onboard,
-    payable,
-    payout_settings,
-    reload,
-    stripe_standin,
-    test_database_only,
-    transfers_to,
-)
-from tests.payouts.conftest import (
-    stripe_api as stripe_api,
-)
-from tests.payouts.conftest import (
-    stripe_settings as stripe_settings,
-)
+from tests.payouts import conftest as payout_fixtures
+from tests.payouts.conftest import earn, ledger_keys, onboard, payable, reload, transfers_to
 from tests.payouts.test_kill import wait_for_line
 from treasury.rls import system_context
+
+# The stand-in and the payout settings, as tests/payouts uses them.
+stripe_standin = payout_fixtures.stripe_standin
+payout_settings = payout_fixtures.payout_settings
+stripe_settings = payout_fixtures.stripe_settings
+stripe_api = payout_fixtures.stripe_api
+test_database_only = payout_fixtures.test_database_only
 
 JOB = "payouts.services.run_scheduled_payouts"
 
