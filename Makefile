@@ -53,6 +53,15 @@ clean:
 	$(PY) -c "from pathlib import Path; from treasury.embedded_postgres import stop_embedded_postgres; stop_embedded_postgres(Path('.data'))" || true
 	rm -rf .data
 
-## Ledger benchmarks on a scratch database (not part of the tests): ratios against baselines.
-bench: db
-	$(PY) benchmarks/run.py $(BENCH_ARGS)
+## Benchmarks on scratch databases (never in CI, never asserting): ratios against pgbench,
+## raw psycopg and django-hordak. `make bench QUICK=1` is the short run. See benchmarks/README.md.
+BENCH_STAMP := $(VENV)/.bench-$(shell cksum < pyproject.toml | cut -d' ' -f1)
+
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet ".[dev,bench]"
+	rm -rf build *.egg-info
+	rm -f $(VENV)/.bench-*
+	touch $(BENCH_STAMP)
+
+bench: db $(BENCH_STAMP)
+	$(PY) benchmarks/run.py $(if $(QUICK),--quick) $(BENCH_ARGS)

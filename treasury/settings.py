@@ -479,3 +479,8 @@ RECONCILE_MARGIN_HOURS = env.int("RECONCILE_MARGIN_HOURS", default=48)
 RECONCILE_IGNORED_TYPES = env.list(
     "RECONCILE_IGNORED_TYPES", default=["payout", "payout_cancel", "payout_failure"]
 )
+# --- Benchmarks and fault harness ---
+# `Q_CLUSTER_NAME=<queue> manage.py qcluster` serves a queue of its own (the fault tests run
+# a cluster on a private queue, so no other cluster takes their jobs); django-q2 then expects
+# ALT_CLUSTERS, the per-queue overrides, of which there are none.
+Q_CLUSTER.setdefault("ALT_CLUSTERS", {})

@@ -166,19 +166,29 @@ def configured_webhook_endpoint(*, url: str) -> WebhookEndpoint:
     creates them and the others find them once it commits.
     """
     endpoint = WebhookEndpoint.objects.filter(id=WEBHOOK_ENDPOINT_ID).first()
-    if (
-        endpoint is not None
-        and endpoint.secret == settings.STRIPE_WEBHOOK_SECRET
-        and endpoint.djstripe_tolerance == settings.STRIPE_WEBHOOK_TOLERANCE_SECONDS
-        and APIKey.objects.filter(secret=settings.STRIPE_SECRET_KEY).exists()
-    ):
+    if endpoint is not None and _endpoint_is_current(endpoint):
         return endpoint
     return _install_webhook_endpoint(url=url)
+
+
+def _endpoint_is_current(endpoint: WebhookEndpoint) -> bool:
+    return (
+        endpoint.secret == settings.STRIPE_WEBHOOK_SECRET
+        and endpoint.djstripe_tolerance == settings.STRIPE_WEBHOOK_TOLERANCE_SECONDS
+        and APIKey.objects.filter(secret=settings.STRIPE_SECRET_KEY).exists()
+    )
 
 
 @transaction.atomic
 def _install_webhook_endpoint(*, url: str) -> WebhookEndpoint:
     lock_stripe_object(WEBHOOK_ENDPOINT_ID)
+    # Deliveries that found the row stale queue on the lock; the first updates it and the
+    # others find it current. Only that one then holds the row's lock, which every other
+    # delivery's deferred foreign-key check needs at COMMIT while it holds ledger account
+    # locks: several updaters at once deadlocked with them (tests/faults, webhook storm).
+    endpoint = WebhookEndpoint.objects.filter(id=WEBHOOK_ENDPOINT_ID).first()
+    if endpoint is not None and _endpoint_is_current(endpoint):
+        return endpoint
     endpoint, _ = WebhookEndpoint.objects.update_or_create(
         id=WEBHOOK_ENDPOINT_ID,
         defaults={
