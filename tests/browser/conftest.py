@@ -90,7 +90,7 @@ def live_pages(
     settings.STRIPE_API_BASE = stripe_standin.base_url
     settings.STRIPE_MAX_NETWORK_RETRIES = 0
     settings.PAYOUTS_AVAILABILITY_DELAY = timedelta(0)
-    settings.PAYOUTS_RISK_HOLD_THRESHOLD = 1.1
+    settings.PAYOUTS_RISK_HOLD_THRESHOLD_BPS = 10_001
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     runtime = connections.settings["default"]
     saved_max_age = runtime.get("CONN_MAX_AGE", 0)

@@ -139,7 +139,7 @@ def make_market(standin: Any, api: Any) -> Market:
 
 @pytest.fixture
 def market(stripe_settings: Any, stripe_api: Any, settings: Any) -> Market:  # noqa: F811
-    settings.PAYOUTS_RISK_HOLD_THRESHOLD = 100.0  # the review queue has its own tests
+    settings.PAYOUTS_RISK_HOLD_THRESHOLD_BPS = 10_001  # the review queue has its own tests
     return make_market(stripe_settings, stripe_api)
 
 

@@ -65,7 +65,7 @@ def signed_in(user: Any) -> Client:
 
 
 def test_a_support_agent_sees_only_assigned_hosts_objects(stripe_settings, settings):
-    settings.PAYOUTS_RISK_HOLD_THRESHOLD = 100.0
+    settings.PAYOUTS_RISK_HOLD_THRESHOLD_BPS = 10_001
     mine, theirs = host_with_business(stripe_settings), host_with_business(stripe_settings)
     agent = staff("support")
     assign_host(agent, mine["host"])

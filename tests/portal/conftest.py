@@ -32,7 +32,7 @@ def fast_password_hashing(settings: Any) -> None:
 def earnings_available_at_once(settings: Any) -> None:
     """No maturing delay (it has its own tests in tests/payouts)."""
     settings.PAYOUTS_AVAILABILITY_DELAY = timedelta(0)
-    settings.PAYOUTS_RISK_HOLD_THRESHOLD = 1.1  # never held: risk has its own tests
+    settings.PAYOUTS_RISK_HOLD_THRESHOLD_BPS = 10_001  # never held: risk has its own tests
 
 
 @pytest.fixture

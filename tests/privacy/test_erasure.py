@@ -171,7 +171,7 @@ def test_deleting_me_erases_personal_data_and_keeps_the_books(
 def test_an_unsettled_payout_or_open_dispute_blocks_deletion_with_a_409(
     stripe_settings, stripe_api, client_for, settings
 ):
-    settings.PAYOUTS_RISK_HOLD_THRESHOLD = 100.0
+    settings.PAYOUTS_RISK_HOLD_THRESHOLD_BPS = 10_001
     host = HostFactory(email=EMAIL, display_name=NAME)
     onboard(stripe_settings, host)
     disputed = sell(stripe_settings, amount_cents=10_000, host=host)
