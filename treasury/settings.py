@@ -373,7 +373,7 @@ ANOMALIES_REFUND_SPIKE_FACTOR = env.float("ANOMALIES_REFUND_SPIKE_FACTOR", defau
 ANOMALIES_HISTORY_DAYS = env.int("ANOMALIES_HISTORY_DAYS", default=90)
 # Payout velocity: 24 hours of payouts above this factor times the recipient's average payout
 # (needs at least ANOMALIES_PAYOUT_MIN_HISTORY earlier payouts).
-ANOMALIES_PAYOUT_VELOCITY_FACTOR = env.int("ANOMALIES_PAYOUT_VELOCITY_FACTOR", default=1)
+ANOMALIES_PAYOUT_VELOCITY_FACTOR = env.int("ANOMALIES_PAYOUT_VELOCITY_FACTOR", default=5)
 ANOMALIES_PAYOUT_MIN_HISTORY = env.int("ANOMALIES_PAYOUT_MIN_HISTORY", default=3)
 # A split rule written this many hours before a payout of at least the currency's amount.
 ANOMALIES_SPLIT_CHANGE_HOURS = env.int("ANOMALIES_SPLIT_CHANGE_HOURS", default=24)
