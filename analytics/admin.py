@@ -8,7 +8,7 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
-from analytics.models import DailyAggregate, LedgerVerification
+from analytics.models import DailyAggregate
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -40,10 +40,3 @@ class DailyAggregateAdmin(ReadOnlyAdmin):
     search_fields = ["user__email"]
     list_select_related = ["user"]
     date_hierarchy = "day"
-
-
-@admin.register(LedgerVerification)
-class LedgerVerificationAdmin(ReadOnlyAdmin):
-    list_display = ["finished_at", "ok", "difference_count", "started_at"]
-    list_filter = ["ok"]
-    readonly_fields = ["ok", "difference_count", "details", "started_at", "finished_at"]

@@ -9,6 +9,8 @@ from django.urls import NoReverseMatch, reverse
 from analytics import selectors
 from anomalies.selectors import review_queue
 from events.selectors import failing_deliveries
+from monitoring.models import RunStatus
+from monitoring.selectors import last_verification
 from treasury.replica import replica_reads
 from treasury.stripe.selectors import events_needing_attention
 
@@ -27,7 +29,7 @@ def dashboard_context(*, user: Any) -> dict[str, Any]:
     toggles to 30) from the analytics aggregates, and the ops counters beside them."""
     with replica_reads(user=user):
         series = selectors.platform_series(days=DASHBOARD_DAYS)
-    verification = selectors.last_ledger_verification()
+    verification = last_verification()
     return {
         "series": series.as_json(),
         "open_anomalies": review_queue(resolved=False).count(),
@@ -42,12 +44,12 @@ def dashboard_context(*, user: Any) -> dict[str, Any]:
         ),
         "verification": (
             {
-                "ok": verification.ok,
+                "ok": verification.status == RunStatus.CLEAN,
                 "difference_count": verification.difference_count,
                 "finished_at": verification.finished_at,
             }
             if verification is not None
             else None
         ),
-        "verifications_url": _admin_url("analytics_ledgerverification_changelist"),
+        "verifications_url": _admin_url("monitoring_verificationrun_changelist"),
     }

@@ -79,22 +79,3 @@ class PendingDay(models.Model):
 
     def __str__(self) -> str:
         return f"{self.day} {self.currency}"
-
-
-class LedgerVerification(models.Model):
-    """One `verify_ledger` run: the dashboard shows the last one."""
-
-    id = models.BigAutoField(primary_key=True)
-    ok = models.BooleanField()
-    difference_count = models.PositiveIntegerField(default=0)
-    # The first differences, as verify_ledger printed them.
-    details = models.JSONField(default=list, blank=True)
-    started_at = models.DateTimeField()
-    finished_at = models.DateTimeField()
-
-    class Meta:
-        db_table = "analytics_ledger_verifications"
-        ordering = ["-finished_at", "-id"]
-
-    def __str__(self) -> str:
-        return f"{'ok' if self.ok else 'FAILED'} at {self.finished_at:%Y-%m-%d %H:%M}"

@@ -14,7 +14,7 @@ from uuid import UUID
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from analytics.models import DailyAggregate, LedgerVerification
+from analytics.models import DailyAggregate
 from treasury.errors import NotFound
 
 FIGURES = [
@@ -82,7 +82,3 @@ def platform_series(*, days: int = 90, today: date | None = None) -> ChartSeries
         for figure in FIGURES:
             series[figure][index[row.day.isoformat()]] = getattr(row, figure)
     return ChartSeries(days=labels, currencies=currencies)
-
-
-def last_ledger_verification() -> LedgerVerification | None:
-    return LedgerVerification.objects.order_by("-finished_at", "-id").first()

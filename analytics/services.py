@@ -26,7 +26,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from django.db import connection, transaction
 from django.utils import timezone
 
-from analytics.models import DailyAggregate, LedgerVerification, PendingDay
+from analytics.models import DailyAggregate, PendingDay
 from ledger.money import normalize_currency
 from treasury.errors import InvalidInput
 from treasury.rls import system_context
@@ -183,18 +183,3 @@ def recompute_range(*, start: date, end: date, currency: str | None = None) -> i
 def recompute_recent_days() -> int:
     today = timezone.now().astimezone(UTC).date()
     return recompute_range(start=today - timedelta(days=1), end=today)
-
-
-@transaction.atomic
-def record_ledger_verification(
-    *, ok: bool, differences: list[str], started_at: datetime, finished_at: datetime
-) -> LedgerVerification:
-    """What `verify_ledger` found, for the dashboard (the first 50 differences are kept)."""
-    with system_context():
-        return LedgerVerification.objects.create(
-            ok=ok,
-            difference_count=len(differences),
-            details=differences[:50],
-            started_at=started_at,
-            finished_at=finished_at,
-        )

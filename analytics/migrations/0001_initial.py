@@ -14,21 +14,6 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name="LedgerVerification",
-            fields=[
-                ("id", models.BigAutoField(primary_key=True, serialize=False)),
-                ("ok", models.BooleanField()),
-                ("difference_count", models.PositiveIntegerField(default=0)),
-                ("details", models.JSONField(blank=True, default=list)),
-                ("started_at", models.DateTimeField()),
-                ("finished_at", models.DateTimeField()),
-            ],
-            options={
-                "db_table": "analytics_ledger_verifications",
-                "ordering": ["-finished_at", "-id"],
-            },
-        ),
-        migrations.CreateModel(
             name="PendingDay",
             fields=[
                 ("id", models.BigAutoField(primary_key=True, serialize=False)),

@@ -8,9 +8,6 @@ DAILY_RLS = owner_reads_system_writes_sql(
     "analytics_daily", visible_to_user=f"user_id = {CURRENT_USER_SQL}"
 )
 PENDING_RLS = owner_reads_system_writes_sql("analytics_pending_days", visible_to_user="false")
-VERIFICATIONS_RLS = owner_reads_system_writes_sql(
-    "analytics_ledger_verifications", visible_to_user="false"
-)
 
 
 class Migration(migrations.Migration):
@@ -19,5 +16,4 @@ class Migration(migrations.Migration):
     operations = [
         migrations.RunSQL(*DAILY_RLS),
         migrations.RunSQL(*PENDING_RLS),
-        migrations.RunSQL(*VERIFICATIONS_RLS),
     ]

@@ -11,7 +11,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.test import Client
 
-from analytics.models import LedgerVerification
+from monitoring.models import RunStatus, VerificationRun
 from tests.factories import DEFAULT_PASSWORD
 from treasury.rls import system_context
 
@@ -64,7 +64,7 @@ def test_the_index_shows_the_ops_counters(admin_client, admin_user):
     assert 'id="tile-anomalies"' in html and 'id="tile-webhooks"' in html
 
     with system_context():
-        LedgerVerification.objects.all().delete()
+        VerificationRun.objects.all().delete()
     html = admin_client.get("/admin/").content.decode()
     assert "never run" in html
 
@@ -75,9 +75,9 @@ def test_the_index_shows_the_ops_counters(admin_client, admin_user):
     html = admin_client.get("/admin/").content.decode()
     tile = html.split('id="tile-verification"', 1)[1].split('id="treasury-charts"', 1)[0]
     with system_context():
-        last = LedgerVerification.objects.order_by("-id").first()
+        last = VerificationRun.objects.order_by("-id").first()
     assert last is not None
-    if last.ok:
+    if last.status == RunStatus.CLEAN:
         assert "verified" in tile and last.difference_count == 0
     else:
         assert f"{last.difference_count} difference" in tile

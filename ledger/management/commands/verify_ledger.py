@@ -4,11 +4,8 @@ import sys
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
-from django.utils import timezone
 
-from analytics.services import record_ledger_verification
-from ledger.selectors import ledger_differences
-from treasury.rls import system_context
+from monitoring.services import verify_ledger
 
 
 class Command(BaseCommand):
@@ -32,17 +29,10 @@ class Command(BaseCommand):
             if done >= total:
                 self.stderr.write("")
 
-        started_at = timezone.now()
-        with system_context():
-            differences = list(
-                ledger_differences(chunk_size=options["chunk_size"], progress=progress)
-            )
-        # The admin dashboard shows the last run's outcome.
-        record_ledger_verification(
-            ok=not differences,
-            differences=[str(d) for d in differences],
-            started_at=started_at,
-            finished_at=timezone.now(),
+        # Every run is kept (monitoring's verification runs: the dashboard and the admin show
+        # the last; differences raise the critical alert, a clean run clears it).
+        _, differences = verify_ledger(
+            trigger="command", chunk_size=options["chunk_size"], progress=progress
         )
         if differences:
             for difference in differences:
