@@ -222,6 +222,24 @@ def _erase_reports(user: User) -> int:
     return count
 
 
+def _scrub_connected_account(user: User) -> int:
+    """dj-stripe's copy of the user's Connect account: the person's details (individual,
+    business profile contact, email) emptied whatever they are; ids and flags stay."""
+    from djstripe.models import Account
+
+    from treasury.stripe.models import StripeAccount
+
+    account_ids = StripeAccount.objects.filter(user_id=user.pk).values_list(
+        "stripe_account_id", flat=True
+    )
+    changed = 0
+    for account in Account.objects.filter(id__in=list(account_ids)):
+        account.stripe_data = scrub_pii_keys(account.stripe_data)
+        account.save(update_fields=["stripe_data"])
+        changed += 1
+    return changed
+
+
 def _redact_audit(user: User) -> int:
     with connection.cursor() as cursor:
         cursor.execute("SELECT privacy_redact_audit(%s)", [str(user.pk)])
@@ -248,7 +266,7 @@ def erase_user(*, user: User, actor: User | None) -> User:
         terms = pii_terms(user)
         counts: dict[str, int] = {"audit_logs": _redact_audit(user)}
         counts["reports"] = _erase_reports(user)
-        counts["stripe_copies"] = sum(
+        counts["stripe_copies"] = _scrub_connected_account(user) + sum(
             _redact_rows(model, STRIPE_COPY_FIELDS, terms) for model in _stripe_copy_models()
         )
         counts["free_text"] = sum(

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from django.core.files.base import ContentFile
+from django.core.management import call_command
 from django.db import DatabaseError, transaction
 from django.utils import timezone
 from djstripe.models import Event
@@ -150,6 +151,7 @@ def test_deleting_me_erases_personal_data_and_keeps_the_books(
         assert account_balance(code=payable_code) == payable_before
         assert list(ledger_differences()) == []
         assert Anomaly.objects.get(pk=anomaly.pk).description == "payouts to [redacted] look odd"
+    call_command("verify_ledger")  # raises on any difference
     assert (host.is_active, host.email, host.display_name) == (
         False,
         f"deleted-{host.pk}@users.invalid",
