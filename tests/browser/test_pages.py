@@ -21,25 +21,30 @@ from .conftest import screenshot, sign_in
 
 pytestmark = pytest.mark.xdist_group("browser")
 
+# These tests commit (the app serves them from other threads). Their money is in GBP, a
+# currency no other test asserts the platform's absolute balances in (tests/ledger does for
+# USD), so that the order in which test files run does not matter.
+GBP = "GBP"
+
 
 def test_a_host_signs_in_and_reads_the_balance_and_the_chart(open_page):
     host = HostFactory(display_name="Ada Host")
-    book_sale(host, 12345)
-    book_sale(host, 4000, fee_cents=120)  # today: 163.45 - 1.20
+    book_sale(host, 12345, GBP)
+    book_sale(host, 4000, GBP, fee_cents=120)  # today: 163.45 - 1.20
     now = timezone.now()
     for days_ago, cents in [(2, 5000), (5, 2750), (12, 8000), (25, 3300)]:
-        book_sale(host, cents, at=now - timedelta(days=days_ago))
+        book_sale(host, cents, GBP, at=now - timedelta(days=days_ago))
     book_sale(host, 2500, "EUR")
     page = open_page()
 
     sign_in(page, host)
 
-    assert page.inner_text("[data-testid=available-USD]") == "$352.75"
+    assert page.inner_text("[data-testid=available-GBP]") == "£352.75"
     assert page.inner_text("[data-testid=balance-EUR]") == "€25.00"
-    page.select_option("#chart-form select[name=currency]", "USD")
+    page.select_option("#chart-form select[name=currency]", GBP)
     page.click("#chart-form button")
     page.wait_for_selector("#earnings-chart[data-rendered=true]")
-    assert page.inner_text("[data-testid=earnings-total]") == "$352.75"
+    assert page.inner_text("[data-testid=earnings-total]") == "£352.75"
     # Chart.js came from the app and drew a bar a day, in exact cents.
     bars = page.evaluate("Chart.getChart('earnings-chart').data.datasets[0].data")
     assert (len(bars), bars[-1], bars[-3], bars[-26], sum(bars)) == (30, 16225, 5000, 3300, 35275)
@@ -53,7 +58,7 @@ def test_a_host_signs_in_and_reads_the_balance_and_the_chart(open_page):
     screenshot(phone, "overview-phone")
 
     page.click("nav >> text=Ledger")
-    page.select_option("#id_currency", "USD")
+    page.select_option("#id_currency", GBP)
     page.click("form.filters button[type=submit]")
     assert page.locator("table.entries tbody tr").count() == 7  # six sales and one fee
     screenshot(page, "ledger-desktop")
@@ -113,14 +118,14 @@ def test_a_host_creates_a_split_rule_and_the_page_checks_the_shares(open_page):
 def test_a_host_requests_a_payout_and_stripe_pays_it(open_page, stripe_standin):
     host = HostFactory()
     account = onboard(stripe_standin, host)
-    earn(stripe_standin, host, 10000)  # 90.00 USD payable after the platform's 10%
+    earn(stripe_standin, host, 10000, "gbp")  # 90.00 GBP payable after the platform's 10%
     page = open_page()
     sign_in(page, host, "/me/payouts/")
-    assert page.inner_text("[data-testid=available-USD]") == "$90.00"
+    assert page.inner_text("[data-testid=available-GBP]") == "£90.00"
 
     page.fill("#id_amount", "90.01")
     page.click("#payout-form button[type=submit]")
-    assert "exceeds the available balance of 90.00 USD" in page.inner_text("#id_amount-error")
+    assert "exceeds the available balance of 90.00 GBP" in page.inner_text("#id_amount-error")
     with system_context():
         assert not Payout.objects.filter(user=host).exists()
     screenshot(page, "payout-refused-desktop")
@@ -139,12 +144,12 @@ def test_a_host_requests_a_payout_and_stripe_pays_it(open_page, stripe_standin):
     assert wait_until(paid)
     page.reload()
     assert page.inner_text("h1 .badge") == "Paid"
-    assert page.inner_text("[data-testid=payout-amount]") == "$60.00"
-    assert payable(host) == 3000
+    assert page.inner_text("[data-testid=payout-amount]") == "£60.00"
+    assert payable(host, GBP) == 3000
     screenshot(page, "payout-paid-desktop")
 
     phone = open_page(phone=True)
     sign_in(phone, host, "/me/payouts/")
-    assert phone.inner_text("[data-testid=available-USD]") == "$30.00"
+    assert phone.inner_text("[data-testid=available-GBP]") == "£30.00"
     assert phone.evaluate("document.documentElement.scrollWidth") <= 390
     screenshot(phone, "payouts-phone")

@@ -13,6 +13,16 @@ import time
 
 
 def peak_rss_kb() -> int:
+    """This process's own peak: /proc's VmHWM. ru_maxrss would also count the parent's
+    resident memory at fork (Linux keeps it across exec), so a big pytest worker starting
+    this process would fail the cap before a row is exported."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])  # kilobytes
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux
 
 
