@@ -22,6 +22,7 @@ from typing import Any
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
+from django.db.models import Q
 
 from events.services import record_ledger_event
 from ledger.chart import parse_code
@@ -180,9 +181,18 @@ def _open_accounts(keys: Iterable[tuple[str, int]]) -> None:
 
 
 def _select_for_update(keys: set[tuple[str, int]]) -> dict[tuple[str, int], LedgerAccount]:
-    codes = sorted({code for code, _ in keys})
-    locked = LedgerAccount.objects.select_for_update().filter(code__in=codes).order_by("id")
-    return {(a.code, a.shard): a for a in locked if (a.code, a.shard) in keys}
+    # Exactly the (code, shard) rows posted to: locking every shard of a hot account would
+    # queue all concurrent charges on all of its shards, which is what the shards avoid.
+    touched = Q()
+    for code, shard in sorted(keys):
+        touched |= Q(code=code, shard=shard)
+    locked = LedgerAccount.objects.select_for_update().filter(touched).order_by("id")
+    return {(a.code, a.shard): a for a in locked}
+
+
+# Accounts seen committed, per database: accounts are never deleted (a trigger refuses), so
+# postings to these can lock them at once, without the savepoint that opening needs.
+_committed_accounts: dict[str, set[tuple[str, int]]] = defaultdict(set)
 
 
 class _AccountsMissing(Exception):
@@ -197,17 +207,26 @@ def _lock_accounts(keys: set[tuple[str, int]]) -> dict[tuple[str, int], LedgerAc
     releases them), opens the missing accounts while holding no lock, then locks them all.
     A concurrent posting cannot see our uncommitted new rows; it finds them missing and
     waits on our INSERT holding nothing, which leaves no cycle for a deadlock.
+
+    Accounts this process has seen committed cannot be missing, so they are locked without
+    that savepoint: two round trips fewer for almost every posting.
     """
+    committed = _committed_accounts[connection.settings_dict["NAME"]]
+    if keys <= committed:
+        accounts = _select_for_update(keys)
+        if not keys - accounts.keys():
+            return accounts
+        committed.clear()  # the database was recreated under us (tests): learn it again
     try:
         with transaction.atomic():
             accounts = _select_for_update(keys)
             if keys - accounts.keys():
                 raise _AccountsMissing
-        return accounts
     except _AccountsMissing:
-        pass
-    _open_accounts(sorted(keys))
-    return _select_for_update(keys)
+        _open_accounts(sorted(keys))
+        accounts = _select_for_update(keys)
+    transaction.on_commit(lambda: committed.update(keys))
+    return accounts
 
 
 def ensure_account(*, code: str, shard: int = 0) -> LedgerAccount:
