@@ -190,11 +190,6 @@ def _select_for_update(keys: set[tuple[str, int]]) -> dict[tuple[str, int], Ledg
     return {(a.code, a.shard): a for a in locked}
 
 
-# Accounts seen committed, per database: accounts are never deleted (a trigger refuses), so
-# postings to these can lock them at once, without the savepoint that opening needs.
-_committed_accounts: dict[str, set[tuple[str, int]]] = defaultdict(set)
-
-
 class _AccountsMissing(Exception):
     pass
 
@@ -207,26 +202,17 @@ def _lock_accounts(keys: set[tuple[str, int]]) -> dict[tuple[str, int], LedgerAc
     releases them), opens the missing accounts while holding no lock, then locks them all.
     A concurrent posting cannot see our uncommitted new rows; it finds them missing and
     waits on our INSERT holding nothing, which leaves no cycle for a deadlock.
-
-    Accounts this process has seen committed cannot be missing, so they are locked without
-    that savepoint: two round trips fewer for almost every posting.
     """
-    committed = _committed_accounts[connection.settings_dict["NAME"]]
-    if keys <= committed:
-        accounts = _select_for_update(keys)
-        if not keys - accounts.keys():
-            return accounts
-        committed.clear()  # the database was recreated under us (tests): learn it again
     try:
         with transaction.atomic():
             accounts = _select_for_update(keys)
             if keys - accounts.keys():
                 raise _AccountsMissing
+        return accounts
     except _AccountsMissing:
-        _open_accounts(sorted(keys))
-        accounts = _select_for_update(keys)
-    transaction.on_commit(lambda: committed.update(keys))
-    return accounts
+        pass
+    _open_accounts(sorted(keys))
+    return _select_for_update(keys)
 
 
 def ensure_account(*, code: str, shard: int = 0) -> LedgerAccount:

@@ -119,3 +119,12 @@ def app_env(scratch: ScratchPostgres, **extra: str) -> dict[str, str]:
         **extra,
     )
     return env
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Fault tests commit charges in USD to the shared test database; run them last, as the
+    other committing tests (tests/payouts, tests/stripe) come after tests/ledger, whose worked
+    examples read absolute USD platform balances."""
+    faults = [item for item in items if "/tests/faults/" in str(item.path)]
+    others = [item for item in items if "/tests/faults/" not in str(item.path)]
+    items[:] = others + faults
