@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 from fractions import Fraction
 
 import pytest
@@ -34,12 +35,35 @@ def post_charge(usd_accounts, key="charge:ch_1", gross=10_000, stripe_fee=320):
     )
 
 
-def balance(code: str) -> int:
+PLATFORM_ACCOUNTS = ("stripe_balance", "fee_revenue", "processing_fees", "payout_clearing")
+
+
+@pytest.fixture
+def balance(db: None) -> Callable[[str], int]:
+    """A balance as this test moved it: tests that commit (the live and fault tests) may
+    have left USD postings on the platform's accounts in this database before it ran."""
     with system_context():
-        return account_balance(code=code)
+        start = {
+            platform_code(kind, currency): account_balance(code=platform_code(kind, currency))
+            for kind in PLATFORM_ACCOUNTS
+            for currency in ("USD", "JPY", "KWD")
+        }
+
+    def moved(code: str) -> int:
+        with system_context():
+            return account_balance(code=code) - start.get(code, 0)
+
+    return moved
 
 
-def test_a_charge_credits_each_recipient_and_keeps_the_books_balanced(usd_accounts):
+@pytest.fixture
+def books_added() -> Callable[[], tuple[int, int]]:
+    """Transactions and entries this test added to the books."""
+    start = book_counts()
+    return lambda: tuple(now - then for now, then in zip(book_counts(), start, strict=True))
+
+
+def test_a_charge_credits_each_recipient_and_keeps_the_books_balanced(usd_accounts, balance):
     txn = post_charge(usd_accounts)
     assert balance(usd_accounts["stripe"]) == 9680
     assert balance(usd_accounts["host"]) == 6300
@@ -51,20 +75,20 @@ def test_a_charge_credits_each_recipient_and_keeps_the_books_balanced(usd_accoun
         assert {e.user_id for e in txn.entries.all()} >= {None}
 
 
-def test_same_key_and_body_returns_the_first_transaction(usd_accounts):
+def test_same_key_and_body_returns_the_first_transaction(usd_accounts, balance, books_added):
     first = post_charge(usd_accounts)
     again = post_charge(usd_accounts)
     assert again.pk == first.pk
     assert again.was_replayed is True
     assert balance(usd_accounts["host"]) == 6300
-    assert book_counts() == (1, 6)
+    assert books_added() == (1, 6)
 
 
-def test_same_key_with_another_body_is_a_conflict(usd_accounts):
+def test_same_key_with_another_body_is_a_conflict(usd_accounts, books_added):
     post_charge(usd_accounts)
     with pytest.raises(IdempotencyConflict):
         post_charge(usd_accounts, gross=10_001, stripe_fee=321)
-    assert book_counts() == (1, 6)
+    assert books_added() == (1, 6)
 
 
 @pytest.mark.parametrize(
@@ -133,7 +157,7 @@ def test_bad_postings_are_refused_and_write_nothing(lines, message):
     assert book_counts() == before
 
 
-def test_zero_decimal_and_three_decimal_currencies(host):
+def test_zero_decimal_and_three_decimal_currencies(host, balance):
     jpy = user_code(host.pk, "payable", "JPY")
     kwd = user_code(host.pk, "payable", "KWD")
     post_transaction(
@@ -152,7 +176,7 @@ def test_zero_decimal_and_three_decimal_currencies(host):
         assert {b.currency for b in balances(owner_id=host.pk)} == {"JPY", "KWD"}
 
 
-def test_balance_guard_refuses_to_go_below_the_floor(usd_accounts):
+def test_balance_guard_refuses_to_go_below_the_floor(usd_accounts, balance):
     post_charge(usd_accounts)
     clearing = platform_code("payout_clearing", "USD")
     with pytest.raises(InsufficientFunds):
@@ -176,7 +200,7 @@ def test_balance_guard_refuses_to_go_below_the_floor(usd_accounts):
     assert balance(clearing) == 6300
 
 
-def test_hot_accounts_spread_over_shards_and_sum_on_read(usd_accounts, settings):
+def test_hot_accounts_spread_over_shards_and_sum_on_read(usd_accounts, settings, balance):
     for n in range(40):
         post_charge(usd_accounts, key=f"charge:ch_hot{n}")
     with system_context():
@@ -188,7 +212,7 @@ def test_hot_accounts_spread_over_shards_and_sum_on_read(usd_accounts, settings)
     assert balance(usd_accounts["host"]) == 40 * 6300
 
 
-def test_partial_reversals_add_up_to_the_exact_original(usd_accounts):
+def test_partial_reversals_add_up_to_the_exact_original(usd_accounts, balance):
     charge = post_charge(usd_accounts, gross=10_001, stripe_fee=320)
     codes = [usd_accounts[k] for k in ("stripe", "host", "artist", "fees", "processing")]
     # host 6300 + artist 2700 + fees 1001 = 10001
@@ -201,7 +225,7 @@ def test_partial_reversals_add_up_to_the_exact_original(usd_accounts):
         reverse_transaction(transaction=charge, ratio=Fraction(1, 100), idempotency_key="refund:x")
 
 
-def test_reversal_is_idempotent_and_linked(usd_accounts):
+def test_reversal_is_idempotent_and_linked(usd_accounts, balance):
     charge = post_charge(usd_accounts)
     first = reverse_transaction(
         transaction=charge, ratio=Fraction(1, 2), idempotency_key="refund:a"
@@ -214,7 +238,7 @@ def test_reversal_is_idempotent_and_linked(usd_accounts):
     assert balance(usd_accounts["host"]) == 3150
 
 
-def test_reversal_of_a_reversal_restores_the_balances(usd_accounts):
+def test_reversal_of_a_reversal_restores_the_balances(usd_accounts, balance):
     charge = post_charge(usd_accounts)
     reversal = reverse_transaction(transaction=charge, idempotency_key="refund:full")
     assert balance(usd_accounts["host"]) == 0
