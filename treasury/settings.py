@@ -230,13 +230,14 @@ STRIPE_WEBHOOK_TOLERANCE_SECONDS = env.int("STRIPE_WEBHOOK_TOLERANCE_SECONDS", d
 STRIPE_MAX_NETWORK_RETRIES = env.int("STRIPE_MAX_NETWORK_RETRIES", default=2)
 # The stripe library logs every request at INFO; DEBUG or INFO here shows them.
 STRIPE_LOG_LEVEL = env.str("STRIPE_LOG_LEVEL", default="WARNING")
-# Express onboarding: where Stripe sends the host or artist back to.
+# Express onboarding: where Stripe sends the host or artist's browser back to (their account
+# page, which shows the status and offers a fresh link when the old one expired).
 STRIPE_CONNECT_COUNTRY = env.str("STRIPE_CONNECT_COUNTRY", default="US")
 STRIPE_CONNECT_RETURN_URL = env.str(
-    "STRIPE_CONNECT_RETURN_URL", default="http://127.0.0.1:8000/api/stripe/accounts/me"
+    "STRIPE_CONNECT_RETURN_URL", default="http://127.0.0.1:8000/me/account/"
 )
 STRIPE_CONNECT_REFRESH_URL = env.str(
-    "STRIPE_CONNECT_REFRESH_URL", default="http://127.0.0.1:8000/api/stripe/accounts/onboard"
+    "STRIPE_CONNECT_REFRESH_URL", default="http://127.0.0.1:8000/me/account/"
 )
 # A failed webhook event is retried by the `retry_failed_events` job this many times.
 STRIPE_EVENT_MAX_ATTEMPTS = env.int("STRIPE_EVENT_MAX_ATTEMPTS", default=10)
