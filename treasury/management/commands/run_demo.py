@@ -83,12 +83,21 @@ class Command(BaseCommand):
             ),
             "refund and dispute": lambda: seed_demo_refund_and_dispute(write=self.stdout.write),
             "anomalies": lambda: seed_demo_anomalies(write=self.stdout.write),
+            "ledger verification": self._verify_ledger,
         }
         for name, step in steps.items():
             try:
                 step()
             except Exception as exc:
                 self.stderr.write(f"Demo {name} failed: {type(exc).__name__}: {exc}")
+
+    def _verify_ledger(self) -> None:
+        """Once the demo's money moved: the dashboard shows the last verification."""
+        from monitoring.services import verify_ledger
+
+        run, differences = verify_ledger(trigger="demo")
+        outcome = f"{len(differences)} difference(s)" if differences else "no differences"
+        self.stdout.write(f"Ledger verified after the demo's payments: {outcome} (run {run.pk}).")
 
     def _banner(self) -> str:
         base = f"http://{WEB_ADDRESS}"
