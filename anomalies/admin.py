@@ -5,35 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from django import forms
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
-from django.template.response import TemplateResponse
 from django.utils.html import format_html, format_html_join
 
 from anomalies import selectors, services
 from anomalies.models import Anomaly
-from treasury.errors import TreasuryError
-
-
-class ResolveForm(forms.Form):
-    note = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "cols": 80}), max_length=4000)
-
-
-class OpenFilter(admin.SimpleListFilter):
-    title = "status"
-    parameter_name = "status"
-
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [("open", "open"), ("resolved", "resolved")]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Anomaly]) -> QuerySet[Anomaly]:
-        if self.value() == "open":
-            return queryset.filter(resolved_at__isnull=True)
-        if self.value() == "resolved":
-            return queryset.filter(resolved_at__isnull=False)
-        return queryset
+from treasury.admin_resolve import OpenFilter, resolve_with_note
 
 
 @admin.register(Anomaly)
@@ -86,32 +65,15 @@ class AnomalyAdmin(admin.ModelAdmin):
 
     @admin.action(description="Resolve the selected anomalies (with a note)")
     def resolve(self, request: HttpRequest, queryset: QuerySet[Anomaly]) -> HttpResponse | None:
-        form = ResolveForm(request.POST if "note" in request.POST else None)
-        if not form.is_valid():
-            return TemplateResponse(
-                request,
-                "admin/anomalies/resolve.html",
-                {
-                    **self.admin_site.each_context(request),
-                    "title": "Resolve anomalies",
-                    "anomalies": queryset,
-                    "form": form,
-                    "opts": self.model._meta,
-                    "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
-                },
-            )
-        done = 0
-        for anomaly in queryset.order_by("id"):
-            try:
-                services.resolve_anomaly(
-                    anomaly_id=anomaly.pk,
-                    actor=request.user,  # type: ignore[arg-type]
-                    note=form.cleaned_data["note"],
-                )
-            except TreasuryError as exc:
-                self.message_user(request, f"anomaly {anomaly.pk}: {exc.message}", messages.ERROR)
-                continue
-            done += 1
-        if done:
-            self.message_user(request, f"resolved {done} anomaly(ies)", messages.SUCCESS)
-        return None
+        return resolve_with_note(
+            self,
+            request,
+            queryset,
+            noun="anomaly",
+            plural="anomalies",
+            hint="",
+            describe=lambda a: f"[{a.severity}] {a.detector}: {a.description}",
+            resolve=lambda pk, actor, note: services.resolve_anomaly(
+                anomaly_id=pk, actor=actor, note=note
+            ),
+        )

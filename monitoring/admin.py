@@ -6,15 +6,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from django import forms
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
-from django.template.response import TemplateResponse
 
 from monitoring import services
 from monitoring.models import Alert, ReconciliationDifference, ReconciliationRun, VerificationRun
-from treasury.errors import TreasuryError
+from treasury.admin_resolve import OpenFilter, resolve_with_note
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -100,25 +98,6 @@ class VerificationRunAdmin(ReadOnlyAdmin):
     readonly_fields = [f.name for f in VerificationRun._meta.fields]
 
 
-class ResolveForm(forms.Form):
-    note = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "cols": 80}), max_length=4000)
-
-
-class OpenFilter(admin.SimpleListFilter):
-    title = "status"
-    parameter_name = "status"
-
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [("open", "open"), ("resolved", "resolved")]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Alert]) -> QuerySet[Alert]:
-        if self.value() == "open":
-            return queryset.filter(resolved_at__isnull=True)
-        if self.value() == "resolved":
-            return queryset.filter(resolved_at__isnull=False)
-        return queryset
-
-
 @admin.register(Alert)
 class AlertAdmin(ReadOnlyAdmin):
     list_display = [
@@ -140,32 +119,15 @@ class AlertAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Resolve the selected alerts (with a note)")
     def resolve(self, request: HttpRequest, queryset: QuerySet[Alert]) -> HttpResponse | None:
-        form = ResolveForm(request.POST if "note" in request.POST else None)
-        if not form.is_valid():
-            return TemplateResponse(
-                request,
-                "admin/monitoring/resolve.html",
-                {
-                    **self.admin_site.each_context(request),
-                    "title": "Resolve alerts",
-                    "alerts": queryset,
-                    "form": form,
-                    "opts": self.model._meta,
-                    "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
-                },
-            )
-        done = 0
-        for alert in queryset.order_by("id"):
-            try:
-                services.resolve_alert(
-                    alert_id=alert.pk,
-                    actor=request.user,  # type: ignore[arg-type]
-                    note=form.cleaned_data["note"],
-                )
-            except TreasuryError as exc:
-                self.message_user(request, f"alert {alert.pk}: {exc.message}", messages.ERROR)
-                continue
-            done += 1
-        if done:
-            self.message_user(request, f"resolved {done} alert(s)", messages.SUCCESS)
-        return None
+        return resolve_with_note(
+            self,
+            request,
+            queryset,
+            noun="alert",
+            plural="alerts",
+            hint="An incident that is still happening is raised again by the next check.",
+            describe=lambda a: f"[{a.severity}] {a.key}: {a.title}",
+            resolve=lambda pk, actor, note: services.resolve_alert(
+                alert_id=pk, actor=actor, note=note
+            ),
+        )
