@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import urllib.request
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -69,10 +66,30 @@ def record_findings(*, findings: Iterable[Finding]) -> list[Anomaly]:
     alerts = [
         a for a in created if a.severity == Severity.HIGH and a.detector in ALERTING_DETECTORS
     ]
-    if alerts:
-        ids = [a.pk for a in alerts]
-        transaction.on_commit(lambda: send_alerts(anomaly_ids=ids))
+    for anomaly in alerts:
+        raise_anomaly_alert(anomaly=anomaly)
     return created
+
+
+def raise_anomaly_alert(*, anomaly: Anomaly) -> None:
+    """A critical finding is an incident of monitoring's (one alert per incident, sent once
+    after commit): the same incident the nightly verification or the webhook check raises,
+    so a broken ledger or a failing event is one message whoever sees it first."""
+    from monitoring.models import AlertSeverity
+    from monitoring.services import VERIFY_KEY, WEBHOOK_FAILING_PREFIX, raise_alert
+
+    key = (
+        VERIFY_KEY
+        if anomaly.detector == "ledger_difference"
+        else f"{WEBHOOK_FAILING_PREFIX}{anomaly.subject_id}"
+    )
+    raise_alert(
+        key=key,
+        severity=AlertSeverity.CRITICAL,
+        title=f"anomaly {anomaly.detector}: {anomaly.description}"[:255],
+        message=f"[{anomaly.severity}] {anomaly.detector}: {anomaly.description}",
+        details={"anomaly_id": anomaly.pk, "detector": anomaly.detector},
+    )
 
 
 def _already_known(finding: Finding) -> bool:
@@ -145,32 +162,3 @@ def resolve_anomaly(*, anomaly_id: int, actor: User, note: str) -> Anomaly:
 
 
 # --- alerts (sent after commit, never inside a locked section) ---
-
-
-def send_alerts(*, anomaly_ids: Sequence[int]) -> None:
-    """Critical findings to Slack (SLACK_WEBHOOK_URL), else to the ops mailing list. A
-    failure to alert is logged: the anomaly is recorded whatever happens here."""
-    with transaction.atomic(), system_context():
-        anomalies = list(Anomaly.objects.filter(pk__in=anomaly_ids).order_by("id"))
-    if not anomalies:
-        return
-    lines = [f"[{a.severity}] {a.detector}: {a.description}" for a in anomalies]
-    text = f"Treasury: {len(anomalies)} critical anomaly(ies)\n" + "\n".join(lines)
-    try:
-        if settings.SLACK_WEBHOOK_URL:
-            request = urllib.request.Request(  # noqa: S310  (an https URL from the settings)
-                settings.SLACK_WEBHOOK_URL,
-                data=json.dumps({"text": text}).encode(),
-                headers={"Content-Type": "application/json"},
-            )
-            with urllib.request.urlopen(request, timeout=10):  # noqa: S310
-                pass
-        else:
-            send_mail(
-                subject=f"Treasury alert: {lines[0][:150]}",
-                message=text,
-                from_email=None,
-                recipient_list=settings.ANOMALIES_ALERT_EMAILS,
-            )
-    except Exception:
-        logger.exception("could not send the anomaly alert")

@@ -65,6 +65,15 @@ def _end_leftover_sessions(name: str) -> None:
 
 
 @pytest.fixture
+def sync_jobs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """django-q2 runs queued tasks in-process, at once. Its Conf reads Q_CLUSTER at import,
+    so the flag is set on Conf itself (settings.Q_CLUSTER["sync"] would come too late)."""
+    from django_q.conf import Conf
+
+    monkeypatch.setattr(Conf, "SYNC", True)
+
+
+@pytest.fixture
 def buyer(db: None) -> User:
     return UserFactory()
 

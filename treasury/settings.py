@@ -393,9 +393,9 @@ ANOMALIES_FOREST_TREES = env.int("ANOMALIES_FOREST_TREES", default=200)
 ANOMALIES_FOREST_MIN_SAMPLES = env.int("ANOMALIES_FOREST_MIN_SAMPLES", default=50)
 ANOMALIES_FOREST_TRAIN_DAYS = env.int("ANOMALIES_FOREST_TRAIN_DAYS", default=90)
 ANOMALIES_FOREST_STORAGE_PREFIX = env.str("ANOMALIES_FOREST_STORAGE_PREFIX", default="anomalies")
-# High-severity findings alert: Slack incoming webhook when set, else mail to these addresses.
+# Critical alerts (monitoring's incidents, high-severity anomalies among them) go to this
+# Slack incoming webhook when set, else to OPS_EMAILS (below).
 SLACK_WEBHOOK_URL = env.str("SLACK_WEBHOOK_URL", default="")
-ANOMALIES_ALERT_EMAILS = env.list("ANOMALIES_ALERT_EMAILS", default=["ops@example.test"])
 
 # --- Refunds and disputes ---
 # A buyer may refund their own charge for this many days after it was paid; admins any time.

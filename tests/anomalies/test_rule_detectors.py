@@ -18,6 +18,8 @@ from anomalies.detectors import (
 )
 from anomalies.models import Anomaly, Severity
 from anomalies.services import record_findings, resolve_anomaly, run_detectors
+from monitoring.models import Alert
+from monitoring.services import verify_ledger
 from tests.anomalies.conftest import DB, SINCE, UNTIL, flagged
 from tests.factories import AdminFactory
 from treasury.rls import system_context
@@ -158,7 +160,7 @@ def test_a_webhook_that_failed_repeatedly_is_flagged_once_failed_is_not(books):
 
 
 def test_a_ledger_difference_is_high_severity_and_alerts(
-    books, make_host, make_buyer, django_capture_on_commit_callbacks
+    books, make_host, make_buyer, django_capture_on_commit_callbacks, sync_jobs
 ):
     host = make_host()
     books.charge(buyer=make_buyer(), host=host, amount_cents=5000, at=SINCE)
@@ -177,8 +179,20 @@ def test_a_ledger_difference_is_high_severity_and_alerts(
 
     with django_capture_on_commit_callbacks(execute=True):
         record_findings(findings=mine)
+    # One incident with monitoring's own verification (`ledger-verify`), sent once, by mail
+    # without a Slack webhook.
+    with system_context():
+        [alert] = Alert.objects.filter(key="ledger-verify", resolved_at__isnull=True)
+    assert alert.details["detector"] == "ledger_difference" and alert.notified_at is not None
     assert len(mail.outbox) == 1
     assert "the ledger does not verify" in mail.outbox[0].body
+    # The nightly verification sees the same difference: the same incident, counted, not sent.
+    with django_capture_on_commit_callbacks(execute=True):
+        run, _ = verify_ledger(trigger="test")
+    with system_context():
+        [alert] = Alert.objects.filter(key="ledger-verify", resolved_at__isnull=True)
+    assert run.difference_count >= 1 and alert.count == 2
+    assert len(mail.outbox) == 1
 
 
 def test_clean_books_give_no_ledger_difference_finding(books, make_host, make_buyer):

@@ -21,14 +21,6 @@ from tests.disputes.conftest import (  # noqa: F401  (fixtures, registered by im
 )
 
 
-@pytest.fixture
-def sync_jobs(monkeypatch: pytest.MonkeyPatch) -> None:
-    """django-q2 runs queued tasks in-process, at once (Conf reads Q_CLUSTER at import)."""
-    from django_q.conf import Conf
-
-    monkeypatch.setattr(Conf, "SYNC", True)
-
-
 class SlackReceiver:
     """A tiny Slack incoming webhook on 127.0.0.1: every POSTed JSON body is kept. Answers
     `status` (200 unless a test makes Slack fail)."""

@@ -30,15 +30,6 @@ def report_files(settings: Any, tmp_path: Path) -> Path:
     return folder
 
 
-@pytest.fixture
-def sync_jobs(monkeypatch: pytest.MonkeyPatch) -> None:
-    """django-q2 runs queued tasks in-process, at once. Its Conf reads Q_CLUSTER at import,
-    so the flag is set on Conf itself (settings.Q_CLUSTER["sync"] would come too late)."""
-    from django_q.conf import Conf
-
-    monkeypatch.setattr(Conf, "SYNC", True)
-
-
 def at(year: int, month: int, day: int = 15, hour: int = 12) -> datetime:
     return datetime(year, month, day, hour, tzinfo=UTC)
 
