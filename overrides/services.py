@@ -68,6 +68,20 @@ def _within_scope(actor: User, host_ids: set[Any], what: str, field: str) -> Non
         raise _not_found(what, field)
 
 
+def _target(
+    actor: User, model: Any, *, what: str, field: str, owner: str | None, **lookup: Any
+) -> Any:
+    """The override's target row, read as the system: a 404 naming `target.<field>` when it
+    does not exist, or when its `owner` (a host or user id) is outside a scoped actor's hosts."""
+    with system_context():
+        row = model.objects.filter(**lookup).first()
+    if row is None:
+        raise _not_found(what, field)
+    if owner is not None:
+        _within_scope(actor, {getattr(row, owner)}, what, field)
+    return row
+
+
 # --- the actions: each resolves its target, checks scope, calls the owning service ---
 
 
@@ -102,12 +116,9 @@ def _ledger_adjust(
 def _payout(actor: User, payout_id: int) -> Any:
     from payouts.models import Payout
 
-    with system_context():
-        payout = Payout.objects.filter(pk=payout_id).first()
-    if payout is None:
-        raise _not_found(f"payout {payout_id}", "payout_id")
-    _within_scope(actor, {payout.user_id}, f"payout {payout_id}", "payout_id")
-    return payout
+    return _target(
+        actor, Payout, what=f"payout {payout_id}", field="payout_id", owner="user_id", pk=payout_id
+    )
 
 
 def _payout_result(payout: Any) -> dict[str, Any]:
@@ -147,11 +158,8 @@ def _split_rule_archive(
     from splits.services import archive_split_rule
 
     rule_id = target["split_rule_id"]
-    with system_context():
-        rule = SplitRule.objects.filter(pk=rule_id).first()
-    if rule is None:
-        raise _not_found(f"split rule {rule_id}", "split_rule_id")
-    _within_scope(actor, {rule.owner_id}, f"split rule {rule_id}", "split_rule_id")
+    what = f"split rule {rule_id}"
+    rule = _target(actor, SplitRule, what=what, field="split_rule_id", owner="owner_id", pk=rule_id)
     if rule.is_archived:
         raise Conflict(
             f"split rule {rule_id} is already archived",
@@ -175,11 +183,14 @@ def _dispute_note(
     from disputes.services import add_dispute_note
 
     dispute_id = target["dispute_id"]
-    with system_context():
-        dispute = Dispute.objects.filter(stripe_dispute_id=dispute_id).first()
-    if dispute is None:
-        raise _not_found(f"dispute {dispute_id}", "dispute_id")
-    _within_scope(actor, {dispute.host_id}, f"dispute {dispute_id}", "dispute_id")
+    _target(
+        actor,
+        Dispute,
+        what=f"dispute {dispute_id}",
+        field="dispute_id",
+        owner="host_id",
+        stripe_dispute_id=dispute_id,
+    )
     note = add_dispute_note(actor=actor, stripe_dispute_id=dispute_id, body=params["body"])
     return Performed(result={"dispute_id": dispute_id, "note_id": note.pk})
 
@@ -191,11 +202,14 @@ def _refund_create(
     from treasury.stripe.models import StripeCharge
 
     charge_id = target["charge_id"]
-    with system_context():
-        charge = StripeCharge.objects.filter(stripe_charge_id=charge_id).first()
-    if charge is None:
-        raise _not_found(f"charge {charge_id}", "charge_id")
-    _within_scope(actor, {charge.host_id}, f"charge {charge_id}", "charge_id")
+    _target(
+        actor,
+        StripeCharge,
+        what=f"charge {charge_id}",
+        field="charge_id",
+        owner="host_id",
+        stripe_charge_id=charge_id,
+    )
     refund = request_refund(
         actor=actor,
         charge_id=charge_id,
@@ -226,11 +240,8 @@ def _anomaly_resolve(
     from anomalies.services import resolve_anomaly
 
     anomaly_id = target["anomaly_id"]
-    with system_context():
-        anomaly = Anomaly.objects.filter(pk=anomaly_id).first()
-    if anomaly is None:
-        raise _not_found(f"anomaly {anomaly_id}", "anomaly_id")
-    _within_scope(actor, {anomaly.user_id}, f"anomaly {anomaly_id}", "anomaly_id")
+    what = f"anomaly {anomaly_id}"
+    _target(actor, Anomaly, what=what, field="anomaly_id", owner="user_id", pk=anomaly_id)
     resolved = resolve_anomaly(anomaly_id=anomaly_id, actor=actor, note=reason)
     return Performed(result={"anomaly_id": resolved.pk, "resolved_at": resolved.resolved_at})
 
@@ -242,10 +253,14 @@ def _webhook_retry(
     from treasury.stripe.services import retry_event
 
     event_id = target["event_id"]
-    with system_context():
-        processing = StripeEventProcessing.objects.filter(stripe_event_id=event_id).first()
-    if processing is None:
-        raise _not_found(f"stripe event {event_id}", "event_id")
+    processing = _target(
+        actor,
+        StripeEventProcessing,
+        what=f"stripe event {event_id}",
+        field="event_id",
+        owner=None,  # events belong to no host: admins only, whatever their scope
+        stripe_event_id=event_id,
+    )
     if processing.status in (EventStatus.PROCESSED, EventStatus.IGNORED):
         raise Conflict(
             f"stripe event {event_id} is already {processing.status}: nothing to retry",
