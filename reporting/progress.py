@@ -13,6 +13,8 @@ from typing import Any
 
 from django.db import connections
 
+from treasury.rls import ContextRole, set_context_statement
+
 
 class Progress:
     def __init__(self, report_id: int, *, using: str = "default") -> None:
@@ -59,10 +61,11 @@ class Progress:
         with self._connection.transaction():
             # lock_timeout: if this process's own job connection holds the row (a caller's open
             # transaction), waiting for it would never end; the update is skipped instead.
+            context, params = set_context_statement(
+                self._connection, user_id=None, role=ContextRole.SYSTEM
+            )
             self._connection.execute(
-                "SELECT set_config('app.user_id', '', true),"
-                " set_config('app.role', 'system', true),"
-                " set_config('lock_timeout', '2s', true)"
+                f"SELECT {context}, set_config('lock_timeout', '2s', true)", params
             )
             # Never moves a finished report, nor one taken over by another worker, backwards.
             self._connection.execute(

@@ -14,10 +14,12 @@ def _before_migrate(sender: AppConfig, using: str, **kwargs: Any) -> None:
 
 def _after_migrate(sender: AppConfig, using: str, **kwargs: Any) -> None:
     from treasury.db_roles import grant_runtime_privileges
+    from treasury.rls import install_context_key
 
     # post_migrate fires per app after *all* migrations ran: one grant covers every table.
     if sender.name == "treasury":
         grant_runtime_privileges(using=using)
+        install_context_key(using=using)
 
 
 class TreasuryConfig(AppConfig):

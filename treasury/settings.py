@@ -35,6 +35,11 @@ def _secret_key() -> str:
 
 
 SECRET_KEY = _secret_key()
+# The key PostgreSQL checks the RLS context's proof with (treasury/rls.py); by default derived
+# from SECRET_KEY. `migrate` installs it where only the owner can read it.
+RLS_CONTEXT_KEY = env.str("RLS_CONTEXT_KEY", default="")
+# Sessions are read before a request has a context: the store reads them as the system.
+SESSION_ENGINE = "treasury.sessions"
 DEBUG = env.bool("DEBUG", default=False)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])

@@ -11,6 +11,7 @@ from django.db import DatabaseError, transaction
 from ledger.chart import platform_code
 from ledger.services import credit, debit, post_transaction
 from tests.factories import HostFactory
+from tests.rls import set_raw_context
 from treasury.rls import ContextRole, rls_context, system_context
 
 pytestmark = pytest.mark.django_db
@@ -58,7 +59,7 @@ def test_an_accounts_identity_cannot_change(charge, raw_sql):
 
 def _commit_postings(conn, statements):
     with conn.cursor() as cur:
-        cur.execute("SELECT set_config('app.role', 'system', true)")
+        set_raw_context(conn)
         for statement, params in statements:
             cur.execute(statement, params)
     conn.commit()
@@ -68,7 +69,7 @@ def test_an_unbalanced_transaction_fails_at_commit(runtime_connection):
     code = f"platform:adjustments:usd-{uuid.uuid4().hex[:8]}"
     key = f"raw:{uuid.uuid4()}"
     with runtime_connection.cursor() as cur:
-        cur.execute("SELECT set_config('app.role', 'system', true)")
+        set_raw_context(runtime_connection)
         cur.execute(
             "INSERT INTO ledger_accounts (code, shard, kind, currency, balance_cents, created_at)"
             " VALUES (%s, 0, 'expense', 'USD', 0, now()) RETURNING id",
@@ -92,7 +93,7 @@ def test_an_unbalanced_transaction_fails_at_commit(runtime_connection):
     with pytest.raises(psycopg.errors.CheckViolation, match="unbalanced in USD"):
         runtime_connection.commit()
     with runtime_connection.cursor() as cur:
-        cur.execute("SELECT set_config('app.role', 'system', true)")
+        set_raw_context(runtime_connection)
         cur.execute("SELECT count(*) FROM ledger_transactions WHERE idempotency_key = %s", [key])
         assert cur.fetchone() == (0,)
     runtime_connection.rollback()

@@ -18,6 +18,7 @@ from django_q.models import Task
 from reporting import services
 from reporting.models import ReportStatus
 from tests.factories import HostFactory
+from tests.rls import set_raw_context
 
 from .conftest import at, post_charge, refreshed, tag
 
@@ -96,7 +97,7 @@ def test_progress_is_visible_while_the_job_holds_its_transaction(monkeypatch, ru
         progress.fraction(3, 4, start=20, end=100)
         progress.update(10)  # never backwards
         with runtime_connection.transaction():  # another connection sees it at once
-            runtime_connection.execute("SELECT set_config('app.role', 'system', true)")
+            set_raw_context(runtime_connection)
             (seen,) = runtime_connection.execute(
                 "SELECT progress_percent FROM reports WHERE id = %s", [report.pk]
             ).fetchone()

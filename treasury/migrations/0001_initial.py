@@ -8,6 +8,8 @@ import uuid
 from django.conf import settings
 from django.db import migrations, models
 
+from treasury.rls import verified_context_operation
+
 
 class Migration(migrations.Migration):
     initial = True
@@ -156,4 +158,6 @@ class Migration(migrations.Migration):
                 fields=["target_type", "target_id"], name="audit_logs_target__9fc8de_idx"
             ),
         ),
+        # Every later policy reads the context through these functions (treasury/rls.py).
+        verified_context_operation(),
     ]
