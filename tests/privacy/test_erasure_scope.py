@@ -253,6 +253,12 @@ def test_the_redaction_flag_does_not_open_audit_rows_to_the_runtime_role(raw_sql
                 raw_sql("SELECT set_config('treasury.audit_redaction', 'on', true)")
                 raw_sql(statement, [row.pk])
         assert AuditLog.objects.get(pk=row.pk).after["email"] == LEAVER_EMAIL
+    # The trigger refuses it above; the policy does too, on its own (defence in depth).
+    ((check,),) = raw_sql(
+        "SELECT with_check FROM pg_policies"
+        " WHERE tablename = 'audit_logs' AND policyname = 'audit_logs_redact'"
+    )
+    assert "CURRENT_USER" in check.upper() and "relowner" in check
 
 
 # --- which parts of a stored Stripe payload are the user's ---
