@@ -16,6 +16,7 @@ from rest_framework_simplejwt.tokens import RefreshToken
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
 from treasury import services
+from treasury.auth import RefreshSerializer
 from treasury.errors import error_body
 from treasury.models import SELF_SERVICE_ROLES, User
 
@@ -67,7 +68,10 @@ class LoginView(TokenObtainPairView):
 
 
 class RefreshView(TokenRefreshView):
-    """A refresh token in, a new access token out."""
+    """A refresh token in, a new access token out. Called without an access header (that
+    expired), so the token's user is read under its own context (treasury.auth)."""
+
+    serializer_class = RefreshSerializer  # type: ignore[assignment]
 
 
 class MeView(APIView):
