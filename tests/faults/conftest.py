@@ -74,7 +74,9 @@ class ScratchPostgres:
             [*dump, "--schema-only"], capture_output=True, text=True, check=True
         ).stdout
         rows = subprocess.run(  # noqa: S603
-            [*dump, "--data-only", "-t", "django_migrations", "-t", "django_content_type"],
+            # The RLS context key too: the app's subprocess proves its contexts with it.
+            [*dump, "--data-only", "-t", "django_migrations", "-t", "django_content_type"]
+            + ["-t", "treasury_private.context_key"],
             capture_output=True,
             text=True,
             check=True,
@@ -114,6 +116,8 @@ def app_env(scratch: ScratchPostgres, **extra: str) -> dict[str, str]:
         TREASURY_DATA_DIR=str(scratch.data_dir),
         TREASURY_DATABASE_NAME=SCRATCH_DATABASE,
         TREASURY_CACHE_DIR=str(scratch.data_dir / "cache"),
+        # The key the scratch database's RLS context key was derived from (treasury/rls.py).
+        SECRET_KEY=settings.SECRET_KEY,
         LOG_LEVEL="WARNING",
         PYTHONPATH=str(settings.BASE_DIR),
         **extra,
