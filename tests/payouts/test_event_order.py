@@ -177,3 +177,39 @@ def reconciled_since(started) -> int:
     with system_context():
         assert list(ledger_differences()) == []
     return result.run.matched_count
+
+
+def test_a_clawed_back_paid_payout_that_fails_gives_back_each_cent_once(
+    host, stripe_settings, stripe_api, django_capture_on_commit_callbacks
+):
+    """10.00 of the paid 59.10 transfer was reversed at Stripe (booked to payable) before the
+    bank returned the payout: the unsettlement takes that 10.00 back from payable, so that
+    with the 60.00 released the host is whole (90.00), and Stripe's balance gets back only
+    the 49.10 the pull-back reverses."""
+    payout = instant_payout(host, django_capture_on_commit_callbacks)
+    account_id = host.account.stripe_account_id
+    control(stripe_settings, f"/_standin/payouts/{payout.stripe_payout_id}/paid")
+    deliver(stripe_api, "payout.paid", payout.stripe_payout_id, account_id)
+    stripe_balance = platform("stripe_balance")
+    # The connected account paid its 59.10 out: the platform sends it 10.00 more to reverse.
+    stripe_api.v1.transfers.create(
+        params={"amount": 1000, "currency": "usd", "destination": account_id}
+    )
+    stripe_api.v1.transfers.reversals.create(payout.stripe_transfer_id, params={"amount": 1000})
+    deliver(stripe_api, "transfer.reversed", payout.stripe_transfer_id)
+    assert (reload(payout).reversed_cents, payable(host)) == (1000, 4000)
+
+    control(stripe_settings, f"/_standin/payouts/{payout.stripe_payout_id}/fail")
+    with django_capture_on_commit_callbacks(execute=True):
+        deliver(stripe_api, "payout.failed", payout.stripe_payout_id, account_id)
+    deliver(stripe_api, "transfer.reversed", payout.stripe_transfer_id)
+
+    payout = reload(payout)
+    assert (payout.status, payout.reversed_cents, payable(host)) == ("failed", 5910, 9000)
+    transfer = stripe_api.v1.transfers.retrieve(payout.stripe_transfer_id)
+    assert transfer.amount_reversed == 5910
+    # The ledger's Stripe balance moved as Stripe's did for this transfer: -59.10 settled,
+    # +10.00 and +49.10 reversed.
+    assert platform("stripe_balance") - stripe_balance == 1000 + 4910
+    with system_context():
+        assert list(ledger_differences()) == []
