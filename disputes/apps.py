@@ -7,6 +7,6 @@ class DisputesConfig(AppConfig):
     verbose_name = "Refunds and disputes"
 
     def ready(self) -> None:
-        from disputes import checks, handlers  # noqa: F401  (checks register themselves)
+        from disputes import checks, handlers, jobs  # noqa: F401  (checks, jobs register)
 
         handlers.register()  # refund.*, charge.refunded, charge.dispute.*

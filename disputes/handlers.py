@@ -9,8 +9,6 @@ object; the services then take the charge's lock, after making sure the charge i
 
 from __future__ import annotations
 
-from typing import Any
-
 from disputes import services
 from treasury.stripe.client import as_dict, stripe_client
 from treasury.stripe.handlers import StripeEvent, register_handler
@@ -26,20 +24,17 @@ DISPUTE_EVENTS = (
 
 
 def refund_changed(event: StripeEvent) -> str:
-    """A refund object (Stripe's copy at the time of the event; a stale copy moves nothing
-    back)."""
-    refund = services.record_stripe_refund(refund=event.object)
+    """A refund changed: it is read back from Stripe (the event's copy may be stale or
+    overtaken), and ours brought up to it; booked once, as `refund:<re_id>`."""
+    refund = services.sync_stripe_refund(stripe_refund_id=event.object_id)
     return f"refund {refund.stripe_refund_id} ({refund.pk}) {refund.status}"
 
 
 def charge_refunded(event: StripeEvent) -> str:
-    """The charge with its refunds: each is recorded (all of them read from Stripe when the
-    event's list is cut short)."""
-    listed: Any = event.object.get("refunds") or {}
-    refunds = list(listed.get("data") or [])
-    if listed.get("has_more") or not refunds:
-        found = stripe_client().v1.refunds.list(params={"charge": event.object_id, "limit": 100})
-        refunds = [as_dict(r) for r in found.auto_paging_iter()]
+    """The charge's refunds changed: every refund of the charge is read from Stripe (not the
+    event's list, which may be stale or cut short) and each recorded once."""
+    found = stripe_client().v1.refunds.list(params={"charge": event.object_id, "limit": 100})
+    refunds = [as_dict(r) for r in found.auto_paging_iter()]
     notes = [
         f"{row.stripe_refund_id} {row.status}"
         for row in (services.record_stripe_refund(refund=refund) for refund in refunds)

@@ -6,11 +6,15 @@ Refunds, in order:
    REFUNDS_BUYER_POLICY; an admin any), that the amount is left to refund, in the charge's
    currency, and that no dispute stops it; writes the refund `pending`. The refunds of a
    charge can never exceed it: the lock serialises them, and PostgreSQL refuses it anyway.
-2. After commit, `send_refund_to_stripe` creates it at Stripe (idempotency key
-   `treasury-refund-<id>`, and our id in its metadata so an answer we lost is found again).
-   A refusal fails it; no answer leaves it for `resume_refunds`.
+   The same transaction writes the outbox event `refund.requested`.
+2. That event's job (`disputes.send_refund`, disputes/jobs.py: run by the events worker with
+   retries, and tried once right after commit) calls `send_refund_to_stripe`, which creates
+   it at Stripe (idempotency key `treasury-refund-<id>`, and our id in its metadata so an
+   answer we lost is found again). A refusal fails it; no answer leaves it for the retry
+   (and `resume_refunds`).
 3. `record_stripe_refund` (Stripe's answer, or the refund.* / charge.refunded events, in any
-   order, any number of times) books it once Stripe has taken the money: `refund:<re_id>`
+   order, any number of times: the refund is read back from Stripe, the event's copy decides
+   nothing) books it once Stripe has taken the money: `refund:<re_id>`
    reverses the charge's split pro rata, cumulatively (disputes.shares), so partial refunds
    that add up to the charge give every party back exactly what it got:
        credit platform stripe_balance R; debit each recipient's payable its share;
@@ -20,10 +24,11 @@ Refunds, in order:
        recipients' share of it.
    A refund that fails after it was booked is booked back (`refund:<re_id>:failed`).
 4. A recipient already paid out goes below zero on their payable: that is a debt, which
-   their next earnings pay first (payouts' available balance is never below zero). After
-   commit, `recover_refund_shortfalls` pulls that shortfall back from their paid transfers
-   (a Stripe transfer reversal, booked by payouts' `reverse_payout_transfer`); what Stripe
-   refuses (balance_insufficient) stays a debt, written on the refund.
+   their next earnings pay first (payouts' available balance is never below zero). The
+   booking writes `refund.booked`, whose job (`disputes.recover_shortfalls`) runs
+   `recover_refund_shortfalls`: it pulls that shortfall back from their paid transfers (a
+   Stripe transfer reversal, booked by payouts' `record_transfer_reversals`, one posting per
+   reversal); what Stripe refuses (balance_insufficient) stays a debt, written on the refund.
 
 Disputes (`sync_dispute`, from every charge.dispute.* event; the dispute is read back from
 Stripe, so the order and number of deliveries do not matter):
@@ -47,7 +52,6 @@ import json
 import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from functools import partial
 from typing import Any
 
 import stripe
@@ -67,11 +71,13 @@ from disputes.models import (
     ReversalStatus,
 )
 from disputes.shares import ChargeSplit, RefundShares, dispute_shares, refunded_shares
+from events.models import Event
+from events.services import deliver_after_commit, record_event
 from ledger.chart import platform_code, user_code
 from ledger.money import format_minor, normalize_currency
 from ledger.selectors import account_balance
 from ledger.services import EntryLine, credit, debit, post_transaction
-from payouts.services import reverse_payout_transfer
+from payouts.services import fetch_transfer, record_transfer_reversals
 from splits.selectors import rule_version
 from splits.services import platform_default_terms
 from splits.terms import Bearer
@@ -92,6 +98,9 @@ from treasury.stripe.services import ensure_charge_posted, lock_stripe_object
 
 logger = logging.getLogger(__name__)
 
+# The outbox events whose jobs (disputes/jobs.py) carry out what a commit left owed.
+REFUND_REQUESTED = "refund.requested"  # the refund is to be created at Stripe
+REFUND_BOOKED = "refund.booked"  # recipients already paid out: pull their share back
 REFUND_SOURCE = "refund"
 DISPUTE_SOURCE = "dispute"
 MAX_NOTE_LENGTH = 5000
@@ -302,7 +311,7 @@ def request_refund(
                 )
             existing.was_replayed = True  # type: ignore[attr-defined]
             if existing.status == RefundStatus.PENDING and not existing.stripe_refund_id:
-                _send_after_commit(existing.pk)  # a retried request nudges it on
+                _nudge(existing, REFUND_REQUESTED)  # a retried request nudges it on
             return existing
         if currency is not None and currency != charge.currency:
             raise InvalidInput(
@@ -353,14 +362,34 @@ def request_refund(
             after=snapshot(refund),
             details={"charge_id": charge_id, "left_before_cents": left},
         )
-    _send_after_commit(refund.pk)
+        _record_job_event(refund, REFUND_REQUESTED)
     refund.was_replayed = False  # type: ignore[attr-defined]
     return refund
 
 
-def _send_after_commit(refund_id: int) -> None:
-    # robust: a failure here is logged and left to the resume job, never lost in a request.
-    transaction.on_commit(partial(send_refund_to_stripe, refund_id=refund_id), robust=True)
+def _subject(refund: Refund) -> str:
+    return f"refund:{refund.pk}"
+
+
+def _record_job_event(refund: Refund, event_type: str) -> None:
+    """What the refund still owes (its Stripe call, a claw-back) as an outbox event, in the
+    caller's transaction, so it happens even if this process dies right after the commit;
+    tried at once after the commit."""
+    event_id = record_event(
+        type=event_type, subject=_subject(refund), payload={"refund_id": refund.pk}
+    )
+    deliver_after_commit(event_id=event_id)
+
+
+def _nudge(refund: Refund, event_type: str) -> None:
+    event_id = (
+        Event.objects.filter(subject=_subject(refund), type=event_type)
+        .order_by("-id")
+        .values_list("id", flat=True)
+        .first()
+    )
+    if event_id is not None:
+        deliver_after_commit(event_id=event_id)
 
 
 # --- 2. Stripe is asked ---
@@ -489,9 +518,16 @@ def record_stripe_refund(*, refund: Mapping[str, Any]) -> Refund:
                 after=snapshot(row),
                 details={"stripe_refund_id": stripe_refund_id, "stripe_status": stripe_status},
             )
-    if booked_now and settings.REFUNDS_REVERSE_TRANSFERS:
-        transaction.on_commit(partial(recover_refund_shortfalls, refund_id=row.pk), robust=True)
+        if booked_now and settings.REFUNDS_REVERSE_TRANSFERS:
+            _record_job_event(row, REFUND_BOOKED)
     return row
+
+
+def sync_stripe_refund(*, stripe_refund_id: str) -> Refund:
+    """A refund event says only that the refund changed: read it back from Stripe and bring
+    ours up to it (events come in any order, and their copy may be stale)."""
+    remote = stripe_client().v1.refunds.retrieve(stripe_refund_id)
+    return record_stripe_refund(refund=as_dict(remote))
 
 
 def _refund_row_for(refund: Mapping[str, Any], charge: StripeCharge) -> Refund:
@@ -630,9 +666,18 @@ def recover_refund_shortfalls(*, refund_id: int) -> list[RefundTransferReversal]
     """For each recipient the refund took from: if their payable is now below zero (they
     were paid out), reverse up to their share of the refund from their paid transfers,
     newest first. Each reversal is planned in one transaction (so two refunds never pull
-    the same debt twice), asked of Stripe with no lock held, then recorded."""
-    planned = _plan_transfer_reversals(refund_id=refund_id)
-    return [execute_transfer_reversal(reversal_id=row.pk) for row in planned]
+    the same debt twice), asked of Stripe with no lock held, then recorded. A rerun (the
+    job's retry) plans nothing twice and asks again for what is still unanswered."""
+    _plan_transfer_reversals(refund_id=refund_id)
+    with system_context():
+        owed = list(
+            RefundTransferReversal.objects.filter(
+                refund_id=refund_id, status=ReversalStatus.PENDING
+            )
+            .order_by("id")
+            .values_list("pk", flat=True)
+        )
+    return [execute_transfer_reversal(reversal_id=pk) for pk in owed]
 
 
 @transaction.atomic
@@ -690,7 +735,7 @@ def execute_transfer_reversal(*, reversal_id: int) -> RefundTransferReversal:
             },
             options={"idempotency_key": row.idempotency_key},
         )
-        transfer = as_dict(client.v1.transfers.retrieve(row.stripe_transfer_id))
+        transfer = fetch_transfer(row.stripe_transfer_id)
     except DEFINITIVE_STRIPE_ERRORS as exc:
         return _record_reversal_refused(
             reversal_id=row.pk,
@@ -701,26 +746,22 @@ def execute_transfer_reversal(*, reversal_id: int) -> RefundTransferReversal:
         logger.warning("refund reversal %s: Stripe did not answer; resumed later", row.pk)
         return row
     return _record_reversal_done(
-        reversal_id=row.pk,
-        stripe_reversal_id=reversal.id,
-        amount_reversed_cents=int(transfer.get("amount_reversed") or 0),
+        reversal_id=row.pk, stripe_reversal_id=reversal.id, transfer=transfer
     )
 
 
 @transaction.atomic
 def _record_reversal_done(
-    *, reversal_id: int, stripe_reversal_id: str, amount_reversed_cents: int
+    *, reversal_id: int, stripe_reversal_id: str, transfer: Mapping[str, Any]
 ) -> RefundTransferReversal:
     with system_context():
         row = RefundTransferReversal.objects.select_for_update().get(pk=reversal_id)
         if row.status != ReversalStatus.PENDING:
             return row
         before = snapshot(row)
-        # The payout books the money back: Stripe balance -> the recipient's payable (the
-        # same call its transfer.reversed event makes; idempotent on the cumulative amount).
-        reverse_payout_transfer(
-            payout_id=row.payout_id, amount_reversed_cents=amount_reversed_cents
-        )
+        # The payout books the money back: Stripe balance -> the recipient's payable, one
+        # posting per Stripe reversal (the same call its transfer.reversed event makes).
+        record_transfer_reversals(payout_id=row.payout_id, transfer=transfer)
         row.status = ReversalStatus.REVERSED
         row.stripe_reversal_id = stripe_reversal_id
         row.save()

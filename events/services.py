@@ -7,8 +7,11 @@ row per registered handler (fan-out), then each due delivery runs in its own tra
 with the handler's own writes, so a handler that succeeded is marked so in the same commit
 as its effect. A failure is rolled back to a savepoint, counted, and retried with
 exponential backoff; after EVENTS_MAX_ATTEMPTS the delivery is `dead` until an admin
-retries it. Replays (`replay_events`) call handlers again whatever their status, which is
-why handlers are idempotent.
+retries it. A job (a handler registered with atomic=False: a Stripe call, a mail) is leased,
+run outside any transaction, and its outcome recorded after: see events.registry.
+`deliver_after_commit` tries an event's deliveries once right after the commit that wrote
+it. Replays (`replay_events`) call handlers again whatever their status, which is why
+handlers are idempotent.
 """
 
 from __future__ import annotations
@@ -40,6 +43,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 LEDGER_TRANSACTION_POSTED = "ledger.transaction_posted"
+# How long a worker may run a job (a handler registered with atomic=False) before another
+# worker may take its delivery again: far longer than a few Stripe calls take.
+JOB_LEASE = timedelta(minutes=5)
 
 
 # --- writing ---
@@ -136,18 +142,19 @@ def backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(seconds, settings.EVENTS_RETRY_MAX_SECONDS))
 
 
-def dispatch_events(*, batch_size: int = 500) -> int:
-    """Give every new event one delivery row per handler registered for its type."""
+def dispatch_events(*, batch_size: int = 500, event_id: int | None = None) -> int:
+    """Give every new event (or only `event_id`) one delivery row per handler registered
+    for its type."""
     dispatched = 0
     while True:
         with transaction.atomic(), system_context():
             # SKIP LOCKED: two clusters fan out different events instead of waiting.
-            batch = list(
-                Event.objects.select_for_update(skip_locked=True)
-                .filter(dispatched_at__isnull=True)
-                .order_by("id")
-                .only("id", "type")[:batch_size]
+            rows = Event.objects.select_for_update(skip_locked=True).filter(
+                dispatched_at__isnull=True
             )
+            if event_id is not None:
+                rows = rows.filter(pk=event_id)
+            batch = list(rows.order_by("id").only("id", "type")[:batch_size])
             if not batch:
                 return dispatched
             now = timezone.now()
@@ -163,10 +170,33 @@ def dispatch_events(*, batch_size: int = 500) -> int:
             dispatched += len(batch)
 
 
+def _record_failure(delivery: EventDelivery, error: str) -> None:
+    delivery.last_error = error[-4000:]
+    if delivery.attempts >= settings.EVENTS_MAX_ATTEMPTS:
+        delivery.status = DeliveryStatus.DEAD
+    else:
+        delivery.status = DeliveryStatus.FAILED
+    delivery.next_attempt_at = timezone.now() + backoff(delivery.attempts)
+    delivery.save()
+    logger.warning(
+        "event #%s: handler %s failed (attempt %s)",
+        delivery.event_id,
+        delivery.handler,
+        delivery.attempts,
+    )
+
+
+def _record_success(delivery: EventDelivery) -> None:
+    delivery.status = DeliveryStatus.SUCCEEDED
+    delivery.delivered_at = timezone.now()
+    delivery.last_error = ""
+    delivery.save()
+
+
 def _run(delivery: EventDelivery) -> bool:
-    """Call the delivery's handler (in a savepoint) and record the outcome on the row."""
+    """Call the delivery's handler (in a savepoint) and record the outcome on the row; the
+    caller holds the row's lock in its transaction, so success commits with the effect."""
     handler = registry.handler_named(delivery.handler)
-    now = timezone.now()
     delivery.attempts += 1
     try:
         if handler is None:
@@ -174,49 +204,85 @@ def _run(delivery: EventDelivery) -> bool:
         with transaction.atomic():
             handler.func(delivery.event)
     except Exception:
-        delivery.last_error = traceback.format_exc(limit=8)[-4000:]
-        if delivery.attempts >= settings.EVENTS_MAX_ATTEMPTS:
-            delivery.status = DeliveryStatus.DEAD
-        else:
-            delivery.status = DeliveryStatus.FAILED
-        delivery.next_attempt_at = now + backoff(delivery.attempts)
-        delivery.save()
-        logger.warning(
-            "event #%s: handler %s failed (attempt %s)",
-            delivery.event_id,
-            delivery.handler,
-            delivery.attempts,
-        )
+        _record_failure(delivery, traceback.format_exc(limit=8))
         return False
-    delivery.status = DeliveryStatus.SUCCEEDED
-    delivery.delivered_at = now
-    delivery.last_error = ""
-    delivery.save()
+    _record_success(delivery)
     return True
 
 
-def deliver_due(*, limit: int = 1000, summary: DeliverySummary | None = None) -> DeliverySummary:
-    """Run up to `limit` due deliveries, each in its own transaction, oldest event first."""
+@dataclass(frozen=True)
+class _ClaimedJob:
+    delivery_id: int
+    event: Event
+    handler: registry.Handler
+
+
+def _claim(delivery: EventDelivery, handler: registry.Handler) -> _ClaimedJob:
+    """Lease a job's delivery (in the caller's transaction, which holds its row lock): no
+    other worker takes it before JOB_LEASE has passed, and a worker that dies mid-job
+    leaves it to be retried then."""
+    delivery.attempts += 1
+    delivery.next_attempt_at = timezone.now() + JOB_LEASE
+    delivery.save(update_fields=["attempts", "next_attempt_at", "updated_at"])
+    return _ClaimedJob(delivery_id=delivery.pk, event=delivery.event, handler=handler)
+
+
+def _run_job(job: _ClaimedJob) -> bool:
+    """Run a claimed job outside any transaction of ours, then record how it ended."""
+    try:
+        job.handler.func(job.event)
+    except Exception:
+        succeeded, error = False, traceback.format_exc(limit=8)
+    else:
+        succeeded, error = True, ""
+    with transaction.atomic(), system_context():
+        delivery = EventDelivery.objects.select_for_update().get(pk=job.delivery_id)
+        if delivery.status == DeliveryStatus.SUCCEEDED:
+            return True  # a run whose lease ran out, or a replay, finished it meanwhile
+        if succeeded:
+            _record_success(delivery)
+        else:
+            _record_failure(delivery, error)
+    return succeeded
+
+
+def _start(delivery: EventDelivery) -> bool | _ClaimedJob:
+    """In the caller's transaction: run a transactional handler to its end, or claim a job
+    for the caller to run once that transaction has committed."""
+    handler = registry.handler_named(delivery.handler)
+    if handler is not None and not handler.atomic:
+        return _claim(delivery, handler)
+    return _run(delivery)
+
+
+def deliver_due(
+    *,
+    limit: int = 1000,
+    summary: DeliverySummary | None = None,
+    event_id: int | None = None,
+) -> DeliverySummary:
+    """Run up to `limit` due deliveries (of every event, or of `event_id`), each in its own
+    transaction, oldest event first."""
     summary = summary or DeliverySummary()
     for _ in range(limit):
         with transaction.atomic(), system_context():
-            delivery = (
-                EventDelivery.objects.select_for_update(skip_locked=True, of=("self",))
-                .select_related("event")
-                .filter(
-                    status__in=[DeliveryStatus.PENDING, DeliveryStatus.FAILED],
-                    next_attempt_at__lte=timezone.now(),
-                )
-                .order_by("next_attempt_at", "id")
-                .first()
+            rows = EventDelivery.objects.select_for_update(skip_locked=True, of=("self",)).filter(
+                status__in=[DeliveryStatus.PENDING, DeliveryStatus.FAILED],
+                next_attempt_at__lte=timezone.now(),
             )
+            if event_id is not None:
+                rows = rows.filter(event_id=event_id)
+            delivery = rows.select_related("event").order_by("next_attempt_at", "id").first()
             if delivery is None:
                 break
-            if _run(delivery):
-                summary.succeeded += 1
-            else:
-                summary.failed += 1
-                summary.errors.append(f"event #{delivery.event_id} -> {delivery.handler}")
+            outcome = _start(delivery)
+        if isinstance(outcome, _ClaimedJob):
+            outcome = _run_job(outcome)
+        if outcome:
+            summary.succeeded += 1
+        else:
+            summary.failed += 1
+            summary.errors.append(f"event #{delivery.event_id} -> {delivery.handler}")
     return summary
 
 
@@ -224,6 +290,36 @@ def deliver_events(*, limit: int = 1000) -> DeliverySummary:
     """The job: fan out new events, then run what is due."""
     summary = DeliverySummary(dispatched=dispatch_events())
     return deliver_due(limit=limit, summary=summary)
+
+
+def deliver_event(*, event_id: int) -> DeliverySummary:
+    """Fan out one event and run its due deliveries now."""
+    summary = DeliverySummary(dispatched=dispatch_events(event_id=event_id))
+    return deliver_due(event_id=event_id, summary=summary)
+
+
+def deliver_after_commit(*, event_id: int) -> None:
+    """Once the caller's transaction commits, try the event's deliveries in this process.
+
+    Only a nudge, so that what a request asked for (a payout, a refund) is on its way before
+    the answer: the event and its deliveries are durable rows, and the `deliver_events` job
+    runs whatever this does not finish (a crash, an error, a busy row). That is why it may be
+    an in-process on_commit callback: losing it loses nothing. It never raises: a failing
+    side effect must not turn committed work into an error, nor stop the callbacks after it
+    (and a plain function, not a functools.partial, which Django 5.2 cannot name when it
+    logs a failing robust callback, Django ticket 36487).
+    """
+
+    def deliver_now() -> None:
+        try:
+            deliver_event(event_id=event_id)
+        except Exception:
+            logger.exception(
+                "event #%s: delivering it right after commit failed; deliver_events retries it",
+                event_id,
+            )
+
+    transaction.on_commit(deliver_now)
 
 
 @transaction.atomic
@@ -303,10 +399,13 @@ def replay_events(
                         defaults={"next_attempt_at": timezone.now()},
                     )
                     delivery.event = event
-                    if _run(delivery):
-                        summary.succeeded += 1
-                    else:
-                        summary.failed += 1
+                    outcome = _start(delivery)
+                if isinstance(outcome, _ClaimedJob):
+                    outcome = _run_job(outcome)
+                if outcome:
+                    summary.succeeded += 1
+                else:
+                    summary.failed += 1
             summary.events += 1
             last_id = event.pk
         if progress is not None:

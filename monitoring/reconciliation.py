@@ -10,8 +10,9 @@ business event, as the services key their postings:
 - adjustment of category dispute, source dp_: `dispute:<dp>:opened`; of category
   dispute_reversal (funds reinstated): `dispute:<dp>:won`
 - transfer, source tr_: `payout:<id>:settle` of the payout whose transfer it is
-- transfer_refund, source trr_ (of tr_): `payout:<id>:reversal:<cumulative>` of the same
-  payout (several reversals of one transfer pair by amount)
+- transfer_refund, source trr_ (of tr_): `payout:<id>:reversal:<trr>` of the same payout,
+  or its `payout:<id>:unsettle` (a paid payout that failed afterwards: its transfer's money
+  comes back); several reversals of one transfer pair by amount
 
 Anything else on either side keeps a key of its own and so stands alone: a manual
 adjustment of the Stripe balance is "extra in ledger", an unexpected Stripe fee is "missing
@@ -147,7 +148,7 @@ def ledger_match_key(item: LedgerItem, transfer_of_payout: Mapping[int, str]) ->
         transfer = transfer_of_payout.get(item.payout_id)
         if transfer and len(parts) == 3 and parts[2] == "settle":
             return f"transfer:{transfer}"
-        if transfer and len(parts) >= 3 and parts[2] == "reversal":
+        if transfer and len(parts) >= 3 and parts[2] in ("reversal", "unsettle"):
             return f"transfer_reversal:{transfer}"
     return f"ledger:{key}"
 

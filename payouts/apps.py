@@ -6,6 +6,6 @@ class PayoutsConfig(AppConfig):
     name = "payouts"
 
     def ready(self) -> None:
-        from payouts import handlers
+        from payouts import handlers, jobs  # noqa: F401  (jobs register on import)
 
         handlers.register()  # payout.paid, payout.failed, transfer.reversed

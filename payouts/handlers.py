@@ -37,40 +37,32 @@ def _check_account(payout: Payout, event: StripeEvent) -> None:
         )
 
 
-def payout_paid(event: StripeEvent) -> str:
+def payout_changed(event: StripeEvent) -> str:
+    """payout.paid or payout.failed: the payout is read back from Stripe and the treasury's
+    payout brought to its state, so the event's own status (stale, or overtaken by a later
+    one) decides nothing, and paid-then-failed ends as failed-then-paid does."""
     payout = _payout_of(event.object, id_field="stripe_payout_id")
     if payout is None:
         return f"{event.object_id} is not a treasury payout"
     _check_account(payout, event)
-    settled = services.settle_payout(payout_id=payout.pk, stripe_payout_id=event.object_id)
-    return f"payout {settled.pk} {settled.status}"
-
-
-def payout_failed(event: StripeEvent) -> str:
-    payout = _payout_of(event.object, id_field="stripe_payout_id")
-    if payout is None:
-        return f"{event.object_id} is not a treasury payout"
-    _check_account(payout, event)
-    code = str(event.object.get("failure_code") or "payout_failed")
-    message = str(event.object.get("failure_message") or "the bank refused the payout")
-    failed = services.fail_payout(payout_id=payout.pk, code=code, reason=f"{message} ({code})")
-    return f"payout {failed.pk} {failed.status}: {code}"
+    synced = services.sync_connected_payout(payout_id=payout.pk, stripe_payout_id=event.object_id)
+    note = f"payout {synced.pk} {synced.status}"
+    return f"{note}: {synced.failure_code}" if synced.failure_code else note
 
 
 def transfer_reversed(event: StripeEvent) -> str:
+    """The transfer is read back with its reversals; each is booked once, by its own amount
+    (the event's cumulative `amount_reversed` is only a hint)."""
     payout = _payout_of(event.object, id_field="stripe_transfer_id")
     if payout is None:
         return f"{event.object_id} is not a treasury payout transfer"
-    reversed_cents = int(event.object.get("amount_reversed") or 0)
-    updated = services.reverse_payout_transfer(
-        payout_id=payout.pk, amount_reversed_cents=reversed_cents
-    )
+    updated = services.sync_transfer_reversals(payout_id=payout.pk, transfer_id=event.object_id)
     return f"payout {updated.pk} {updated.status}, {updated.reversed_cents} reversed"
 
 
 HANDLERS = {
-    "payout.paid": payout_paid,
-    "payout.failed": payout_failed,
+    "payout.paid": payout_changed,
+    "payout.failed": payout_changed,
     "transfer.reversed": transfer_reversed,
 }
 

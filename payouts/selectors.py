@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.conf import settings
-from django.db.models import Q, QuerySet, Sum
+from django.db.models import F, Q, QuerySet, Sum
 from django.utils import timezone
 
 from ledger.chart import platform_code, user_code
@@ -160,7 +160,7 @@ def unfinished_payouts() -> QuerySet[Payout]:
         status=PayoutStatus.FAILED,
         stripe_transfer_id__isnull=False,
         stripe_transfer_reversal_id="",
-        reversed_cents=0,
+        reversed_cents__lt=F("amount_cents") - F("fee_cents"),
     )
     return Payout.objects.filter(pending | instant_without_payout | transfer_to_pull_back).order_by(
         "initiated_at", "id"

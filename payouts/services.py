@@ -6,21 +6,29 @@ Two phases, each step a ledger posting keyed `payout:<id>:<step>` (so each happe
    available and reserves it: `reserve` debits the recipient's payable and credits the
    platform's payout_clearing. The payable's row lock is then held until commit, and the
    availability is read again under it: two concurrent requests cannot both spend it.
-2. After commit (`transaction.on_commit`, or the resume job after a crash), `execute_payout`
-   calls Stripe: a transfer to the connected account (idempotency key
-   `payout:<id>:transfer`, transfer group `payout_<id>`), and for instant payouts a payout
-   on the connected account (`payout:<id>:payout`). No lock is held across a Stripe call.
+2. The reservation's transaction also writes an outbox event (`payout.requested`), whose
+   `payouts.execute` job (payouts/jobs.py, run by the events worker with retries, and tried
+   once right after commit) runs `execute_payout`, which calls Stripe: a transfer to the
+   connected account (idempotency key `payout:<id>:transfer`, transfer group
+   `payout_<id>`), and for instant payouts a payout on the connected account
+   (`payout:<id>:payout`). No lock is held across a Stripe call.
    - success: `settle` debits payout_clearing and credits stripe_balance with what left
      Stripe, and fee_revenue with the instant fee (standard: when the transfer exists;
-     instant: on `payout.paid`);
-   - failure (Stripe refuses the transfer, `payout.failed`, a full reversal before
-     settling): `release` reverses the reservation, the recipient is told, and an instant
-     payout's transfer is pulled back (`payout:<id>:transfer_reversal`);
-   - a reversal of a settled transfer (a refund clawing back a share) gives the recipient's
-     payable what Stripe pulled back (`reversal:<cumulative cents>`); the payout stays paid.
-A step that died halfway is found again by `resume_payouts`: Stripe answers the same
-transfer for the same idempotency key (and the transfer group finds it after the key
-expired), so a rerun converges on exactly one transfer.
+     instant: when its payout is paid at Stripe);
+   - failure (Stripe refuses the transfer, the payout fails at Stripe, a full reversal
+     before settling): `release` reverses the reservation, and the same transaction writes
+     `payout.failed`, whose jobs pull an instant payout's transfer back
+     (`payout:<id>:transfer_reversal`) and tell the recipient, each on its own, so a mail
+     that cannot be sent never holds the money back. A paid payout that fails after all
+     (Stripe can fail a payout after `payout.paid`) is first `unsettle`d;
+   - each reversal of a settled transfer (a refund clawing back a share) gives the
+     recipient's payable what Stripe pulled back: one posting per Stripe reversal,
+     `payout:<id>:reversal:<trr_id>`, of that reversal's amount; the payout stays paid.
+Stripe events are notifications: the payout, the connected payout and the transfer are read
+back from Stripe, so any order and number of deliveries end in the same books.
+A step that died halfway is found again by its job's retry, or by `resume_payouts`: Stripe
+answers the same transfer for the same idempotency key (and the transfer group finds it
+after the key expired), so a rerun converges on exactly one transfer.
 """
 
 from __future__ import annotations
@@ -33,7 +41,6 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import date
-from functools import partial
 from typing import Any
 
 import stripe
@@ -42,6 +49,8 @@ from django.core.mail import send_mail
 from django.db import connection, transaction
 from django.utils import timezone
 
+from events.models import Event
+from events.services import deliver_after_commit, record_event
 from ledger.chart import platform_code, user_code
 from ledger.models import LedgerTransaction, Side
 from ledger.money import format_minor, normalize_currency
@@ -70,6 +79,10 @@ RESERVE_SOURCE = "payout"
 SETTLE_SOURCE = "payout_settlement"
 RELEASE_SOURCE = "payout_release"
 REVERSAL_SOURCE = "payout_transfer_reversal"
+UNSETTLE_SOURCE = "payout_unsettlement"
+# The outbox events whose jobs (payouts/jobs.py) carry out what a commit left owed.
+PAYOUT_REQUESTED = "payout.requested"  # the Stripe steps are owed
+PAYOUT_FAILED = "payout.failed"  # the transfer may need pulling back; the recipient is told
 # Stripe said no for good: the payout fails. Anything else (network, 5xx, rate limits) may
 # have happened or not: the payout stays as it is and is resumed later, same keys.
 DEFINITIVE_STRIPE_ERRORS = (stripe.InvalidRequestError, stripe.CardError, stripe.PermissionError)
@@ -216,7 +229,7 @@ def initiate_payout(
                 )
             existing.was_replayed = True  # type: ignore[attr-defined]
             if existing.status == PayoutStatus.PENDING:  # a retried request nudges it on
-                _execute_after_commit(existing.pk)
+                _nudge_execution(existing)
             return existing
         account = _payable_account(user)
         balance = payout_balance(user=user, currency=currency)
@@ -291,15 +304,50 @@ def initiate_payout(
             after=snapshot(payout),
             details={"risk_score": risk.score, "risk_signals": risk.as_json()},
         )
-    if payout.status == PayoutStatus.PENDING:
-        _execute_after_commit(payout.pk)
+        if payout.status == PayoutStatus.PENDING:
+            _request_execution(payout, reason="initiated")
     payout.was_replayed = False  # type: ignore[attr-defined]
     return payout
 
 
-def _execute_after_commit(payout_id: int) -> None:
-    # robust: a failure here is logged and left to the resume job, never lost in a request.
-    transaction.on_commit(partial(execute_payout, payout_id=payout_id), robust=True)
+def _subject(payout: Payout) -> str:
+    return f"payout:{payout.pk}"
+
+
+def _request_execution(payout: Payout, *, reason: str) -> None:
+    """The payout's Stripe steps are owed: say so in the outbox, in the caller's transaction,
+    so that they happen even if this process dies right after the commit."""
+    event_id = record_event(
+        type=PAYOUT_REQUESTED,
+        subject=_subject(payout),
+        payload={"payout_id": payout.pk, "reason": reason},
+    )
+    deliver_after_commit(event_id=event_id)
+
+
+def _nudge_execution(payout: Payout) -> None:
+    """Try the payout's owed steps again right after commit (its job is durable already)."""
+    event_id = (
+        Event.objects.filter(subject=_subject(payout), type=PAYOUT_REQUESTED)
+        .order_by("-id")
+        .values_list("id", flat=True)
+        .first()
+    )
+    if event_id is not None:
+        deliver_after_commit(event_id=event_id)
+
+
+def owes_stripe_steps(payout: Payout) -> bool:
+    """Whether `execute_payout` still has something to ask of Stripe for the payout."""
+    return (
+        payout.status == PayoutStatus.PENDING
+        or (
+            payout.status == PayoutStatus.IN_FLIGHT
+            and payout.method == PayoutMethod.INSTANT
+            and not payout.stripe_payout_id
+        )
+        or _owes_transfer_reversal(payout)
+    )
 
 
 # --- phase 2: the Stripe steps ---
@@ -434,21 +482,40 @@ def record_transfer(*, payout_id: int, transfer: Mapping[str, Any]) -> Payout:
     return payout
 
 
+def sync_connected_payout(*, payout_id: int, stripe_payout_id: str) -> Payout:
+    """Bring the payout up to its connected-account payout as Stripe has it now (payout.paid
+    and payout.failed say only that something changed: they come in any order, any number
+    of times, and Stripe can fail a payout after it was paid). Paid settles it, failed or
+    canceled fails it (a paid one too), pending or in transit changes nothing.
+
+    The read happens before any row or ledger lock is taken."""
+    with system_context():
+        payout = _load(payout_id)
+    remote = stripe_client().v1.payouts.retrieve(
+        stripe_payout_id, options={"stripe_account": payout.stripe_account_id}
+    )
+    return record_connected_payout(payout_id=payout_id, remote=as_dict(remote))
+
+
 @transaction.atomic
 def record_connected_payout(*, payout_id: int, remote: Mapping[str, Any]) -> Payout:
+    """Stripe's copy of the payout's connected-account payout (read back, or its answer to
+    our request): record its id, then settle or fail the payout as it says."""
     with system_context():
         payout = _load(payout_id, lock=True)
+        if payout.stripe_payout_id and payout.stripe_payout_id != remote["id"]:
+            raise Conflict(
+                f"payout {payout.pk} already has Stripe payout {payout.stripe_payout_id}"
+            )
         if not payout.stripe_payout_id:
             payout.stripe_payout_id = remote["id"]
             payout.save(update_fields=["stripe_payout_id", "updated_at"])
     if remote.get("status") == "paid":
         return settle_payout(payout_id=payout_id, stripe_payout_id=remote["id"])
     if remote.get("status") in ("failed", "canceled"):
-        return fail_payout(
-            payout_id=payout_id,
-            code=str(remote.get("failure_code") or remote["status"]),
-            reason=str(remote.get("failure_message") or f"the payout was {remote['status']}"),
-        )
+        code = str(remote.get("failure_code") or remote["status"])
+        message = str(remote.get("failure_message") or f"the payout was {remote['status']}")
+        return fail_payout(payout_id=payout_id, code=code, reason=f"{message} ({code})")
     return payout
 
 
@@ -497,15 +564,17 @@ def settle_payout(*, payout_id: int, stripe_payout_id: str | None = None) -> Pay
 @transaction.atomic
 def fail_payout(*, payout_id: int, code: str, reason: str, actor: User | None = None) -> Payout:
     """The payout did not happen: release the reservation (payable gets every cent back),
-    record why, tell the recipient. An instant payout's transfer is pulled back from the
-    connected account after commit. Idempotent: a failed payout stays as it is."""
+    record why. A paid payout that failed after all (the bank sent it back) is unsettled
+    first. The same transaction writes `payout.failed`: its jobs pull an instant payout's
+    transfer back from the connected account and tell the recipient, each retried on its
+    own. Idempotent: a failed payout stays as it is."""
     with system_context():
         payout = _load(payout_id, lock=True)
         if payout.status in (PayoutStatus.FAILED, PayoutStatus.CANCELLED):
             return payout
-        if payout.status == PayoutStatus.PAID:
-            raise Conflict(f"payout {payout.pk} is paid: only a transfer reversal undoes it")
         before = snapshot(payout)
+        if payout.status == PayoutStatus.PAID:
+            _unsettle(payout)
         _release(payout, event_source=RELEASE_SOURCE, actor=actor)
         payout.status = PayoutStatus.FAILED
         payout.failure_code = code[:100]
@@ -520,10 +589,39 @@ def fail_payout(*, payout_id: int, code: str, reason: str, actor: User | None = 
             after=snapshot(payout),
             details={"code": code, "reason": reason},
         )
-    transaction.on_commit(partial(notify_payout_failed, payout_id=payout.pk), robust=True)
-    if _owes_transfer_reversal(payout):
-        _execute_after_commit(payout.pk)
+        event_id = record_event(
+            type=PAYOUT_FAILED,
+            subject=_subject(payout),
+            payload={"payout_id": payout.pk, "code": payout.failure_code},
+        )
+    deliver_after_commit(event_id=event_id)
     return payout
+
+
+def _unsettle(payout: Payout) -> LedgerTransaction:
+    """Undo a paid payout's settlement (`payout:<id>:unsettle`), so that clearing holds its
+    reservation again for `release`: Stripe's balance gets back what the transfer still
+    carries (the pull-back reverses it), fee revenue the instant fee (earned only by a
+    payout that reached the bank), and what was already reversed from the transfer and
+    booked to payable (a refund's claw-back) is taken from payable again, since `release`
+    gives the whole reservation back."""
+    currency = payout.currency
+    already_back = min(payout.reversed_cents, payout.net_cents)
+    lines = [credit(platform_code("payout_clearing", currency), payout.amount_cents, currency)]
+    if payout.net_cents - already_back:
+        stripe_balance = platform_code("stripe_balance", currency)
+        lines.append(debit(stripe_balance, payout.net_cents - already_back, currency))
+    if already_back:
+        lines.append(debit(user_code(payout.user_id, "payable", currency), already_back, currency))
+    if payout.fee_cents:
+        lines.append(debit(platform_code("fee_revenue", currency), payout.fee_cents, currency))
+    return post_transaction(
+        idempotency_key=payout.ledger_key("unsettle"),
+        entries=lines,
+        event_source=UNSETTLE_SOURCE,
+        reference_id=payout.stripe_payout_id or payout.stripe_transfer_id,
+        metadata={"payout_id": payout.pk, "reversed_cents": already_back},
+    )
 
 
 def _release(payout: Payout, *, event_source: str, actor: User | None) -> LedgerTransaction:
@@ -539,13 +637,26 @@ def _release(payout: Payout, *, event_source: str, actor: User | None) -> Ledger
 
 
 def _owes_transfer_reversal(payout: Payout) -> bool:
-    """A failed payout whose money still sits on the connected account."""
+    """A failed payout whose money may still sit on the connected account."""
     return (
         payout.status == PayoutStatus.FAILED
         and bool(payout.stripe_transfer_id)
         and not payout.stripe_transfer_reversal_id
-        and payout.reversed_cents == 0
+        and payout.reversed_cents < payout.net_cents
     )
+
+
+def fetch_transfer(transfer_id: str) -> dict[str, Any]:
+    """The transfer as Stripe has it now, with every one of its reversals (the transfer's
+    own list stops at ten). Call it with no lock held."""
+    client = stripe_client()
+    transfer = as_dict(client.v1.transfers.retrieve(transfer_id))
+    listed = transfer.get("reversals") or {}
+    if listed.get("has_more") or not isinstance(listed.get("data"), list):
+        page = client.v1.transfers.reversals.list(transfer_id, params={"limit": 100})
+        data = [as_dict(reversal) for reversal in page.auto_paging_iter()]
+        transfer["reversals"] = {"object": "list", "data": data, "has_more": False}
+    return transfer
 
 
 def _pull_back_transfer(payout: Payout) -> Payout:
@@ -553,7 +664,7 @@ def _pull_back_transfer(payout: Payout) -> Payout:
     released: the money belongs to the recipient's payable again)."""
     try:
         client = stripe_client()
-        transfer = as_dict(client.v1.transfers.retrieve(payout.stripe_transfer_id))
+        transfer = fetch_transfer(payout.stripe_transfer_id or "")
         remaining = int(transfer["amount"]) - int(transfer.get("amount_reversed") or 0)
         reversal_id = ""
         if remaining > 0:
@@ -563,73 +674,108 @@ def _pull_back_transfer(payout: Payout) -> Payout:
                 options={"idempotency_key": payout.ledger_key("transfer_reversal")},
             )
             reversal_id = reversal.id
+            transfer = fetch_transfer(payout.stripe_transfer_id or "")
         else:
-            reversals = transfer.get("reversals") or {}
-            data = reversals.get("data") or []
+            data = (transfer.get("reversals") or {}).get("data") or []
             reversal_id = data[0]["id"] if data else "already reversed"
     except stripe.StripeError:
         logger.exception("payout %s: the transfer could not be pulled back yet", payout.pk)
         return payout
     with transaction.atomic(), system_context():
-        locked = _load(payout.pk, lock=True)
+        locked = record_transfer_reversals(payout_id=payout.pk, transfer=transfer)
         if not locked.stripe_transfer_reversal_id:
             locked.stripe_transfer_reversal_id = reversal_id
             locked.save(update_fields=["stripe_transfer_reversal_id", "updated_at"])
     return locked
 
 
-@transaction.atomic
-def reverse_payout_transfer(*, payout_id: int, amount_reversed_cents: int) -> Payout:
-    """Stripe reversed (part of) the payout's transfer: `amount_reversed_cents` is the
-    transfer's cumulative reversed amount (transfer.reversed). Idempotent per amount.
+def sync_transfer_reversals(*, payout_id: int, transfer_id: str) -> Payout:
+    """transfer.reversed says only that the payout's transfer changed: read it back from
+    Stripe (its reversals with it) and book what Stripe has, whatever order and number of
+    events told us."""
+    return record_transfer_reversals(payout_id=payout_id, transfer=fetch_transfer(transfer_id))
 
-    - failed payout: the reversal we asked for; its money was released already.
-    - paid payout: the money came back to the platform (a refund clawing a share back, an
-      ops correction): Stripe balance -> payable. The payout stays paid, it happened;
-      `reversed_cents` says how much of it came back.
-    - not settled yet: a full reversal fails the payout (release); a partial one cannot
-      be booked before the payout settles (Conflict: the event is retried later).
+
+@transaction.atomic
+def record_transfer_reversals(*, payout_id: int, transfer: Mapping[str, Any]) -> Payout:
+    """Book the reversals of the payout's transfer, as Stripe has them (`fetch_transfer`):
+    one posting per reversal, `payout:<id>:reversal:<trr_id>`, of that reversal's own amount,
+    so a reversal is booked once whichever event or answer brought it. Idempotent.
+
+    - failed or cancelled payout: the reversals are the money we pulled back (released to
+      payable already): nothing to book; `reversed_cents` says how much came back.
+    - paid payout: each reversal gives the recipient's payable what Stripe pulled back (a
+      refund's claw-back, an ops correction): Stripe balance -> payable. The payout stays
+      paid, it happened.
+    - not settled yet: a full reversal fails the payout (release); a partial one cannot be
+      booked before the payout settles (Conflict: the event is retried later).
     """
+    reversals = [
+        (str(item["id"]), int(item["amount"]))
+        for item in (transfer.get("reversals") or {}).get("data") or []
+    ]
+    reversed_cents = sum(amount for _, amount in reversals)
     with system_context():
         payout = _load(payout_id, lock=True)
-        delta = amount_reversed_cents - payout.reversed_cents
-        if delta <= 0:
-            return payout
-        if amount_reversed_cents > payout.net_cents:
-            raise Conflict(f"{amount_reversed_cents} reversed exceeds payout {payout.pk}'s net")
-        before = snapshot(payout)
-        if payout.status in (PayoutStatus.FAILED, PayoutStatus.CANCELLED):
-            payout.reversed_cents = amount_reversed_cents
-            payout.save(update_fields=["reversed_cents", "updated_at"])
-            return payout
+        if payout.stripe_transfer_id != transfer.get("id"):
+            raise Conflict(
+                f"transfer {transfer.get('id')} is not the recorded transfer of payout"
+                f" {payout.pk} ({payout.stripe_transfer_id or 'none yet'})"
+            )
+        if reversed_cents > payout.net_cents:
+            raise Conflict(f"{reversed_cents} reversed exceeds payout {payout.pk}'s net")
         if payout.status in (PayoutStatus.PENDING, PayoutStatus.IN_FLIGHT):
-            if amount_reversed_cents != payout.net_cents:
+            if reversed_cents == 0:
+                return payout
+            if reversed_cents != payout.net_cents:
                 raise Conflict(
                     f"payout {payout.pk} is {payout.status}: a partial reversal is booked once"
                     " it settles"
                 )
-            payout.stripe_transfer_reversal_id = payout.stripe_transfer_reversal_id or "stripe"
+            payout.stripe_transfer_reversal_id = reversals[-1][0]
             payout.save(update_fields=["stripe_transfer_reversal_id", "updated_at"])
             payout = fail_payout(
                 payout_id=payout.pk, code="transfer_reversed", reason="Stripe reversed the transfer"
             )
-            payout.reversed_cents = amount_reversed_cents
-            payout.save(update_fields=["reversed_cents", "updated_at"])
-            return payout
-        if payout.status != PayoutStatus.PAID:
+        elif payout.status == PayoutStatus.PAID:
+            _book_transfer_reversals(payout, reversals)
+        elif payout.status not in (PayoutStatus.FAILED, PayoutStatus.CANCELLED):
             raise Conflict(f"payout {payout.pk} is {payout.status}: nothing to reverse")
-        currency = payout.currency
+        if reversed_cents > payout.reversed_cents:
+            payout.reversed_cents = reversed_cents
+            payout.save(update_fields=["reversed_cents", "updated_at"])
+    return payout
+
+
+def _book_transfer_reversals(payout: Payout, reversals: Sequence[tuple[str, int]]) -> None:
+    currency = payout.currency
+    keys = {
+        reversal_id: payout.ledger_key(f"reversal:{reversal_id}") for reversal_id, _ in reversals
+    }
+    booked = set(
+        LedgerTransaction.objects.filter(idempotency_key__in=keys.values()).values_list(
+            "idempotency_key", flat=True
+        )
+    )
+    for reversal_id, amount_cents in reversals:
+        if keys[reversal_id] in booked or amount_cents <= 0:
+            continue
+        before = snapshot(payout)
         post_transaction(
-            idempotency_key=payout.ledger_key(f"reversal:{amount_reversed_cents}"),
+            idempotency_key=keys[reversal_id],
             entries=[
-                debit(platform_code("stripe_balance", currency), delta, currency),
-                credit(user_code(payout.user_id, "payable", currency), delta, currency),
+                debit(platform_code("stripe_balance", currency), amount_cents, currency),
+                credit(user_code(payout.user_id, "payable", currency), amount_cents, currency),
             ],
             event_source=REVERSAL_SOURCE,
-            reference_id=payout.stripe_transfer_id,
-            metadata={"payout_id": payout.pk, "amount_reversed_cents": amount_reversed_cents},
+            reference_id=reversal_id,
+            metadata={
+                "payout_id": payout.pk,
+                "stripe_transfer_id": payout.stripe_transfer_id,
+                "stripe_reversal_id": reversal_id,
+            },
         )
-        payout.reversed_cents = amount_reversed_cents
+        payout.reversed_cents += amount_cents
         payout.save(update_fields=["reversed_cents", "updated_at"])
         record_audit(
             actor=None,
@@ -637,13 +783,13 @@ def reverse_payout_transfer(*, payout_id: int, amount_reversed_cents: int) -> Pa
             target=payout,
             before=before,
             after=snapshot(payout),
-            details={"delta_cents": delta, "amount_reversed_cents": amount_reversed_cents},
+            details={"stripe_reversal_id": reversal_id, "amount_cents": amount_cents},
         )
-    return payout
 
 
 def notify_payout_failed(*, payout_id: int) -> None:
-    """Tell the recipient (mail; the outbox takes over once it exists)."""
+    """Tell the recipient by mail (the `payouts.notify_failed` job: a mail that cannot be
+    sent is retried on its own, and holds no money step back)."""
     with system_context():
         payout = Payout.objects.select_related("user").get(pk=payout_id)
     amount = format_minor(payout.amount_cents, payout.currency)
@@ -724,7 +870,7 @@ def approve_payout(*, payout_id: int, actor: User, note: str = "") -> Payout:
             after=snapshot(payout),
             details={"note": note},
         )
-    _execute_after_commit(payout.pk)
+        _request_execution(payout, reason="approved")
     return payout
 
 
@@ -820,6 +966,9 @@ def request_nightly_run(*, actor: User) -> None:
         action="payout.nightly_run_requested",
         details={"run_date": timezone.now().date().isoformat()},
     )
+    # An in-process callback on purpose: it may be lost. It only queues a run now; nothing
+    # is owed to anyone by it (the nightly schedule runs the same payouts, and each payout,
+    # once initiated, carries its own durable job).
     transaction.on_commit(enqueue_nightly_run)
 
 

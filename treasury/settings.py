@@ -456,6 +456,34 @@ PRIVACY_RETENTION_DAYS = env.int("PRIVACY_RETENTION_DAYS", default=30)
 PRIVACY_WEBHOOK_PAYLOAD_DAYS = env.int("PRIVACY_WEBHOOK_PAYLOAD_DAYS", default=90)
 # How often the retention job runs (django-q2 schedule made by privacy's migration).
 PRIVACY_RETENTION_EVERY_HOURS = env.int("PRIVACY_RETENTION_EVERY_HOURS", default=24)
+# --- Mail (recipients' notices, ops warnings) ---
+# The console backend unless a mail server is configured: EMAIL_URL (django-environ's form,
+# e.g. smtp+tls://user:password@smtp.example.com:587) or EMAIL_HOST (with EMAIL_PORT,
+# EMAIL_HOST_USER, EMAIL_HOST_PASSWORD, EMAIL_USE_TLS). Django's own default is SMTP to
+# localhost:25, which on a machine without a mail server refuses every message.
+if env.str("EMAIL_URL", default=""):
+    _mail = env.email_url("EMAIL_URL")
+    EMAIL_BACKEND = _mail["EMAIL_BACKEND"]
+    EMAIL_HOST = _mail["EMAIL_HOST"] or "localhost"
+    EMAIL_PORT = _mail["EMAIL_PORT"] or 25
+    EMAIL_HOST_USER = _mail["EMAIL_HOST_USER"] or ""
+    EMAIL_HOST_PASSWORD = _mail["EMAIL_HOST_PASSWORD"] or ""
+    EMAIL_USE_TLS = bool(_mail.get("EMAIL_USE_TLS", False))
+    EMAIL_USE_SSL = bool(_mail.get("EMAIL_USE_SSL", False))
+    if _mail.get("EMAIL_FILE_PATH"):
+        EMAIL_FILE_PATH = _mail["EMAIL_FILE_PATH"]
+elif env.str("EMAIL_HOST", default=""):
+    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    EMAIL_HOST = env.str("EMAIL_HOST")
+    EMAIL_PORT = env.int("EMAIL_PORT", default=587)
+    EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")
+    EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
+    EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=True)
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="treasury@localhost")
+SERVER_EMAIL = env.str("SERVER_EMAIL", default=DEFAULT_FROM_EMAIL)
 # --- Monitoring: reconciliation with Stripe, nightly checks, alerts ---
 INSTALLED_APPS += ["monitoring"]
 # Critical alerts go to SLACK_WEBHOOK_URL (above; to these addresses when it is not set),

@@ -259,6 +259,29 @@ def test_payouts_spend_the_connected_balance_and_failures_return_it(
     assert standin_control("POST", f"/_standin/payouts/{payout.id}/paid")[0] == 400
 
 
+def test_a_paid_payout_can_still_fail_and_its_money_comes_back(
+    stripe_client: Client, standin_control: Control, webhook_receiver: WebhookReceiver
+) -> None:
+    """Stripe can fail a payout days after `payout.paid` (the bank returns it)."""
+    account_id = onboarded_account(stripe_client, standin_control)
+    pay(stripe_client, 10000)
+    stripe_client.v1.transfers.create(
+        params={"amount": 5000, "currency": "usd", "destination": account_id}
+    )
+    on_account: Any = {"stripe_account": account_id}
+    payout = stripe_client.v1.payouts.create(
+        params={"amount": 4000, "currency": "usd", "method": "instant"}, options=on_account
+    )
+    assert standin_control("POST", f"/_standin/payouts/{payout.id}/paid")[1]["status"] == "paid"
+    assert available(stripe_client, account=account_id) == 1000
+
+    status, failed = standin_control("POST", f"/_standin/payouts/{payout.id}/fail")
+    assert (status, failed["status"], failed["failure_code"]) == (200, "failed", "account_closed")
+    assert available(stripe_client, account=account_id) == 5000
+    assert stripe_client.v1.payouts.retrieve(payout.id, options=on_account).status == "failed"
+    assert standin_control("POST", f"/_standin/payouts/{payout.id}/fail")[0] == 400
+
+
 def test_partial_refunds_up_to_the_charge_and_no_further(
     stripe_client: Client, webhook_receiver: WebhookReceiver
 ) -> None:

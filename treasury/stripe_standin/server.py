@@ -41,7 +41,8 @@ Control API, under ``/_standin/`` (JSON in and out, no authentication, tests onl
   POST /_standin/disputes/{id}/close  {status: won|lost}: charge.dispute.closed; won
                                       credits the amount back
   POST /_standin/payouts/{id}/paid    payout.paid
-  POST /_standin/payouts/{id}/fail    {failure_code?}: payout.failed, money back
+  POST /_standin/payouts/{id}/fail    {failure_code?}: payout.failed (a paid one too), money
+                                      back on the account
   POST /_standin/reset                wipe all state, queued events and attempts
 """
 

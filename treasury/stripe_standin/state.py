@@ -600,7 +600,11 @@ class StripeStandin:
 
     @_locked
     def fail_payout(self, params: Params, account: str | None, payout_id: str) -> Obj:
-        payout = self._in_transit_payout(payout_id)
+        # Stripe can fail a payout after `payout.paid` too (the bank returns it days later).
+        payout = self._get_any("payout", payout_id)
+        if payout["status"] not in ("pending", "in_transit", "paid"):
+            message = f"Payout {payout_id} is already {payout['status']}."
+            raise StripeError(400, message, "payout_unexpected_state")
         code = params.text("failure_code") or "account_closed"
         owner, currency = self._owners[payout_id], payout["currency"]
         txn = self._post_balance(owner, currency, payout["amount"], "payout_failure", payout_id)
