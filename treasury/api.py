@@ -4,6 +4,7 @@ import time
 from typing import Any
 
 from django.core.cache import cache
+from django.core.validators import RegexValidator
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from drf_spectacular.utils import extend_schema
@@ -34,6 +35,7 @@ class SignupSerializer(InputSerializer):
         write_only=True,
         trim_whitespace=False,  # a password is what was typed
         min_length=8,
+        validators=[RegexValidator(r"^[^\x00]*$", "must not contain NUL characters")],
         max_length=128,
         help_text="at least 8 characters, not all digits, not a common password, not like the"
         " email or name",
