@@ -5,16 +5,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from analytics import selectors
 from analytics.models import DailyAggregate
-from treasury.fields import CurrencyField
+from treasury.fields import CurrencyField, InputSerializer, VisibleUserField
+from treasury.pagination import Pagination
 from treasury.replica import replica_reads
 
 
@@ -38,56 +38,44 @@ class DailyAggregateSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class AnalyticsFilterSerializer(serializers.Serializer):
-    # `from` is a Python keyword: mapped in to_internal_value().
-    from_ = serializers.DateField(required=False)
-    to = serializers.DateField(required=False)
+class AnalyticsFilterSerializer(InputSerializer):
+    from_ = serializers.DateField(required=False, help_text="first day (UTC), inclusive")
+    to = serializers.DateField(required=False, help_text="last day (UTC), inclusive")
     currency = CurrencyField(required=False)
-    userId = serializers.UUIDField(required=False)
-    scope = serializers.ChoiceField(choices=["platform", "users"], default="platform")
-
-    def to_internal_value(self, data: Any) -> dict[str, Any]:
-        data = data.copy()
-        if "from" in data:
-            data["from_"] = data.pop("from")[0] if hasattr(data, "getlist") else data.pop("from")
-        return super().to_internal_value(data)
+    userId = VisibleUserField(
+        required=False,
+        help_text="admins: one user's rows; others: their own id only (another user's is a 404)",
+    )
+    scope = serializers.ChoiceField(
+        choices=["platform", "users"],
+        default="platform",
+        help_text="admins: the platform's totals (default) or every user's rows",
+    )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        if attrs.get("from_") and attrs.get("to") and attrs["from_"] > attrs["to"]:
+        if attrs.get("from") and attrs.get("to") and attrs["from"] > attrs["to"]:
             raise serializers.ValidationError({"to": ["must not be before from"]})
         return attrs
 
 
 class AnalyticsView(APIView):
+    pagination_class = Pagination
+
     @extend_schema(
-        parameters=[
-            OpenApiParameter("from", str, description="first day (YYYY-MM-DD, UTC), inclusive"),
-            OpenApiParameter("to", str, description="last day (YYYY-MM-DD, UTC), inclusive"),
-            OpenApiParameter("currency", str, description="ISO 4217 code"),
-            OpenApiParameter(
-                "userId", str, description="admins: one user's rows; others: their own id only"
-            ),
-            OpenApiParameter(
-                "scope",
-                str,
-                enum=["platform", "users"],
-                description="admins: the platform's totals (default) or every user's rows",
-            ),
-        ],
-        responses=DailyAggregateSerializer(many=True),
+        parameters=[AnalyticsFilterSerializer], responses=DailyAggregateSerializer(many=True)
     )
     def get(self, request: Request) -> Response:
-        query = AnalyticsFilterSerializer(data=request.query_params)
+        query = AnalyticsFilterSerializer(data=request.query_params, context={"request": request})
         query.is_valid(raise_exception=True)
         f = query.validated_data
-        paginator = LimitOffsetPagination()
+        paginator = self.pagination_class()
         with replica_reads(user=request.user):
             rows = selectors.daily_aggregates(
                 viewer=request.user,
                 user_id=f.get("userId"),
                 per_user=f["scope"] == "users",
                 currency=f.get("currency"),
-                day_from=f.get("from_"),
+                day_from=f.get("from"),
                 day_to=f.get("to"),
             )
             page = paginator.paginate_queryset(rows, request, view=self)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -15,6 +14,8 @@ from anomalies import selectors, services
 from anomalies.detectors import DETECTORS
 from anomalies.models import Anomaly, Severity
 from treasury.errors import Forbidden
+from treasury.fields import InputSerializer
+from treasury.pagination import Pagination
 
 
 class AnomalySerializer(serializers.ModelSerializer):
@@ -49,33 +50,29 @@ class AnomalySerializer(serializers.ModelSerializer):
         return anomaly.resolved_at is not None
 
 
-class AnomalyFilterSerializer(serializers.Serializer):
+class AnomalyFilterSerializer(InputSerializer):
     severity = serializers.ChoiceField(choices=Severity.values, required=False)
-    detector = serializers.ChoiceField(choices=[], required=False)
+    detector = serializers.ChoiceField(choices=[], required=False, help_text="a detector's name")
     resolved = serializers.ChoiceField(choices=["true", "false"], required=False)
-    date = serializers.DateField(required=False)
-    from_ = serializers.DateTimeField(required=False)
-    to = serializers.DateTimeField(required=False)
+    date = serializers.DateField(required=False, help_text="flagged on this day (UTC)")
+    from_ = serializers.DateTimeField(required=False, help_text="flagged at or after")
+    to = serializers.DateTimeField(required=False, help_text="flagged before")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["detector"].choices = sorted(DETECTORS)
-
-    def to_internal_value(self, data: Any) -> dict[str, Any]:
-        data = {key: data.get(key) for key in data}  # a QueryDict: one value per filter
-        if "from" in data:
-            data["from_"] = data.pop("from")
-        return super().to_internal_value(data)
+        self.fields["detector"].choices = sorted(DETECTORS)  # all registered by now
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        if attrs.get("from_") and attrs.get("to") and attrs["from_"] >= attrs["to"]:
+        if attrs.get("from") and attrs.get("to") and attrs["from"] >= attrs["to"]:
             raise serializers.ValidationError({"to": ["must be after from"]})
         return attrs
 
 
-class ResolveSerializer(serializers.Serializer):
-    id = serializers.IntegerField(min_value=1)
-    note = serializers.CharField(max_length=4000, allow_blank=True, trim_whitespace=True)
+class ResolveSerializer(InputSerializer):
+    id = serializers.IntegerField(min_value=1, max_value=2**63 - 1)
+    note = serializers.CharField(
+        max_length=4000, help_text="why it is resolved (not only white space)"
+    )
 
 
 def _require_admin(request: Request) -> None:
@@ -86,17 +83,9 @@ def _require_admin(request: Request) -> None:
 class AnomaliesView(APIView):
     """GET: the review queue, most severe and highest scored first (admins only)."""
 
-    @extend_schema(
-        parameters=[
-            OpenApiParameter("severity", str, enum=Severity.values),
-            OpenApiParameter("detector", str, description="a detector's name"),
-            OpenApiParameter("resolved", str, enum=["true", "false"]),
-            OpenApiParameter("date", str, description="flagged on this day (YYYY-MM-DD, UTC)"),
-            OpenApiParameter("from", str, description="flagged at or after (ISO 8601)"),
-            OpenApiParameter("to", str, description="flagged before (ISO 8601)"),
-        ],
-        responses=AnomalySerializer(many=True),
-    )
+    pagination_class = Pagination
+
+    @extend_schema(parameters=[AnomalyFilterSerializer], responses=AnomalySerializer(many=True))
     def get(self, request: Request) -> Response:
         _require_admin(request)
         query = AnomalyFilterSerializer(data=request.query_params)
@@ -108,10 +97,10 @@ class AnomaliesView(APIView):
             detector=f.get("detector"),
             resolved=resolved,
             on=f.get("date"),
-            flagged_from=f.get("from_"),
+            flagged_from=f.get("from"),
             flagged_to=f.get("to"),
         )
-        paginator = LimitOffsetPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(rows, request, view=self)
         return paginator.get_paginated_response(AnomalySerializer(page, many=True).data)
 

@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import uuid
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -25,7 +24,8 @@ from disputes.models import (
     RefundTransferReversal,
 )
 from treasury.errors import Forbidden
-from treasury.fields import CurrencyField, MinorUnitsField
+from treasury.fields import CurrencyField, InputSerializer, MinorUnitsField
+from treasury.pagination import Pagination
 
 IDEMPOTENCY_HEADER = OpenApiParameter(
     "Idempotency-Key",
@@ -36,20 +36,13 @@ IDEMPOTENCY_HEADER = OpenApiParameter(
 )
 
 
-@extend_schema_field(
-    {
-        "type": "integer",
-        "minimum": 1,
-        "description": "minor units (e.g. cents); left out: all that is left of the charge",
-    }
-)
-class RefundAmountField(MinorUnitsField):
-    """A positive integer of minor units (the shared field has no OpenAPI type of its own)."""
-
-
-class RefundRequestSerializer(serializers.Serializer):
+class RefundRequestSerializer(InputSerializer):
     charge_id = serializers.CharField(max_length=255, help_text="The Stripe charge id (ch_...).")
-    amount_cents = RefundAmountField(required=False, allow_null=True)
+    amount_cents = MinorUnitsField(
+        required=False,
+        allow_null=True,
+        help_text="minor units (e.g. cents); left out: all that is left of the charge",
+    )
     currency = CurrencyField(
         required=False, help_text="Optional; must be the charge's currency when given."
     )
@@ -108,14 +101,18 @@ class RefundSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class RefundFilterSerializer(serializers.Serializer):
+class RefundFilterSerializer(InputSerializer):
     status = serializers.ChoiceField(choices=RefundStatus.choices, required=False)
-    charge_id = serializers.CharField(required=False, max_length=255)
+    charge_id = serializers.CharField(
+        required=False, max_length=255, help_text="the refunds of one charge"
+    )
 
 
 class RefundsView(APIView):
     """POST: refund (part of) a charge. GET: the caller's refunds (every refund, for an
     admin), newest first."""
+
+    pagination_class = Pagination
 
     @extend_schema(
         request=RefundRequestSerializer,
@@ -141,30 +138,25 @@ class RefundsView(APIView):
             status=status.HTTP_200_OK if replayed else status.HTTP_201_CREATED,
         )
 
-    @extend_schema(
-        parameters=[
-            OpenApiParameter("status", str, enum=RefundStatus.values),
-            OpenApiParameter("charge_id", str, description="the refunds of one charge"),
-        ],
-        responses=RefundSerializer(many=True),
-    )
+    @extend_schema(parameters=[RefundFilterSerializer], responses=RefundSerializer(many=True))
     def get(self, request: Request) -> Response:
-        query = RefundFilterSerializer(
-            data={k: request.query_params.get(k) for k in request.query_params}
-        )
+        query = RefundFilterSerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         rows = selectors.refunds_visible_to(
             user=request.user,
             status=query.validated_data.get("status"),
             charge_id=query.validated_data.get("charge_id"),
         ).prefetch_related("reversals")
-        paginator = LimitOffsetPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(rows, request, view=self)
         return paginator.get_paginated_response(RefundSerializer(page, many=True).data)
 
 
 class RefundDetailView(APIView):
-    @extend_schema(responses=RefundSerializer)
+    @extend_schema(
+        parameters=[OpenApiParameter("refund_id", int, OpenApiParameter.PATH)],
+        responses=RefundSerializer,
+    )
     def get(self, request: Request, refund_id: str) -> Response:
         refund = selectors.refund_for(user=request.user, refund_id=int(refund_id))
         return Response(RefundSerializer(refund).data)
@@ -209,26 +201,23 @@ class DisputeSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class DisputeFilterSerializer(serializers.Serializer):
+class DisputeFilterSerializer(InputSerializer):
     status = serializers.ChoiceField(choices=DisputeStatus.choices, required=False)
 
 
 class DisputesView(APIView):
     """The disputes of the caller's sales (every dispute, for an admin), newest first."""
 
-    @extend_schema(
-        parameters=[OpenApiParameter("status", str, enum=DisputeStatus.values)],
-        responses=DisputeSerializer(many=True),
-    )
+    pagination_class = Pagination
+
+    @extend_schema(parameters=[DisputeFilterSerializer], responses=DisputeSerializer(many=True))
     def get(self, request: Request) -> Response:
-        query = DisputeFilterSerializer(
-            data={k: request.query_params.get(k) for k in request.query_params}
-        )
+        query = DisputeFilterSerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         rows = selectors.disputes_visible_to(
             user=request.user, status=query.validated_data.get("status")
         ).prefetch_related("notes")
-        paginator = LimitOffsetPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(rows, request, view=self)
         return paginator.get_paginated_response(DisputeSerializer(page, many=True).data)
 
@@ -236,16 +225,18 @@ class DisputesView(APIView):
 class OpenDisputesView(APIView):
     """Disputes not decided yet, the nearest evidence deadline first (admins only)."""
 
+    pagination_class = Pagination
+
     @extend_schema(responses=DisputeSerializer(many=True))
     def get(self, request: Request) -> Response:
         if not request.user.is_admin:
             raise Forbidden("only admins list open disputes")
-        paginator = LimitOffsetPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(selectors.open_disputes(), request, view=self)
         return paginator.get_paginated_response(DisputeSerializer(page, many=True).data)
 
 
-class CommentSerializer(serializers.Serializer):
+class CommentSerializer(InputSerializer):
     dispute_id = serializers.CharField(max_length=255, help_text="The Stripe dispute id (dp_...).")
     note = serializers.CharField(max_length=5000)
 

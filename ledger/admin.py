@@ -12,7 +12,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 
 from ledger.models import LedgerAccount, LedgerEntry, LedgerTransaction, Side
-from ledger.money import normalize_currency
+from ledger.money import MAX_AMOUNT_MINOR, normalize_currency
 from ledger.services import EntryLine, post_adjustment
 from treasury.errors import TreasuryError
 
@@ -50,7 +50,9 @@ class EntryInline(admin.TabularInline):
 class AdjustmentLineForm(forms.Form):
     account = forms.CharField(max_length=200, help_text="e.g. platform:adjustments:usd")
     type = forms.ChoiceField(choices=Side.choices)
-    amount_cents = forms.IntegerField(min_value=1, label="Amount (minor units)")
+    amount_cents = forms.IntegerField(
+        min_value=1, max_value=MAX_AMOUNT_MINOR, label="Amount (minor units)"
+    )
     currency = forms.CharField(max_length=3)
 
     def clean_currency(self) -> str:

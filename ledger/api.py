@@ -4,14 +4,14 @@ from typing import Any
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from ledger import selectors, services
 from ledger.models import LedgerEntry, LedgerTransaction, Side
-from treasury.fields import CurrencyField, MinorUnitsField
+from treasury.fields import CurrencyField, InputSerializer, MinorUnitsField, VisibleUserField
+from treasury.pagination import Pagination
 
 
 class EntrySerializer(serializers.ModelSerializer):
@@ -37,40 +37,42 @@ class EntrySerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class EntryFilterSerializer(serializers.Serializer):
-    userId = serializers.UUIDField(required=False)
+class EntryFilterSerializer(InputSerializer):
+    userId = VisibleUserField(
+        required=False, help_text="your own id; admins: any user's (another user's is a 404)"
+    )
     currency = CurrencyField(required=False)
     event_source = serializers.CharField(required=False, max_length=64)
     reference_id = serializers.CharField(required=False, max_length=255)
-    account = serializers.CharField(required=False, max_length=200)
-    # `from`/`to` are Python keywords; they are mapped in validate().
-    from_ = serializers.DateTimeField(required=False)
-    to = serializers.DateTimeField(required=False)
-
-    def to_internal_value(self, data: Any) -> dict[str, Any]:
-        data = data.copy()
-        if "from" in data:
-            data["from_"] = data.pop("from")[0] if hasattr(data, "getlist") else data.pop("from")
-        return super().to_internal_value(data)
+    account = serializers.CharField(required=False, max_length=200, help_text="an account code")
+    from_ = serializers.DateTimeField(required=False, help_text="created at or after")
+    to = serializers.DateTimeField(required=False, help_text="created before")
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        if attrs.get("from_") and attrs.get("to") and attrs["from_"] >= attrs["to"]:
+        if attrs.get("from") and attrs.get("to") and attrs["from"] >= attrs["to"]:
             raise serializers.ValidationError({"to": ["must be after from"]})
         return attrs
 
 
-class AdjustmentLineSerializer(serializers.Serializer):
+class BalanceFilterSerializer(InputSerializer):
+    userId = VisibleUserField(
+        required=False, help_text="your own id; admins: any user's (another user's is a 404)"
+    )
+    currency = CurrencyField(required=False)
+
+
+class AdjustmentLineSerializer(InputSerializer):
     account = serializers.CharField(max_length=200)
     type = serializers.ChoiceField(choices=Side.values)
     amount_cents = MinorUnitsField()
     currency = CurrencyField()
 
 
-class AdjustmentSerializer(serializers.Serializer):
+class AdjustmentSerializer(InputSerializer):
     idempotency_key = serializers.CharField(max_length=255, required=False)
     reason = serializers.CharField(max_length=2000)
     reference_id = serializers.CharField(max_length=255, required=False, allow_null=True)
-    entries = AdjustmentLineSerializer(many=True, min_length=2)
+    entries = serializers.ListField(child=AdjustmentLineSerializer(), min_length=2, max_length=100)
 
 
 class TransactionSerializer(serializers.ModelSerializer):
@@ -101,24 +103,19 @@ class BalanceSerializer(serializers.Serializer):
     balance_cents = serializers.IntegerField()
 
 
-ENTRY_FILTERS = [
-    OpenApiParameter("userId", str, description="a user's id (others' entries are invisible)"),
-    OpenApiParameter("currency", str, description="ISO 4217 code"),
-    OpenApiParameter("event_source", str),
-    OpenApiParameter("reference_id", str),
-    OpenApiParameter("account", str, description="an account code"),
-    OpenApiParameter("from", str, description="ISO 8601, inclusive"),
-    OpenApiParameter("to", str, description="ISO 8601, exclusive"),
-]
+class BalanceListSerializer(serializers.Serializer):
+    results = BalanceSerializer(many=True)
 
 
 class EntriesView(APIView):
     """GET: entries the caller may see (own for hosts and artists, all for admins).
     POST: an admin's manual adjustment (a balanced set of entries with a reason)."""
 
-    @extend_schema(parameters=ENTRY_FILTERS, responses=EntrySerializer(many=True))
+    pagination_class = Pagination
+
+    @extend_schema(parameters=[EntryFilterSerializer], responses=EntrySerializer(many=True))
     def get(self, request: Request) -> Response:
-        query = EntryFilterSerializer(data=request.query_params)
+        query = EntryFilterSerializer(data=request.query_params, context={"request": request})
         query.is_valid(raise_exception=True)
         f = query.validated_data
         rows = selectors.entries(
@@ -127,10 +124,10 @@ class EntriesView(APIView):
             event_source=f.get("event_source"),
             reference_id=f.get("reference_id"),
             account_code=f.get("account"),
-            created_from=f.get("from_"),
+            created_from=f.get("from"),
             created_to=f.get("to"),
         )
-        paginator = LimitOffsetPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(rows, request, view=self)
         return paginator.get_paginated_response(EntrySerializer(page, many=True).data)
 
@@ -168,12 +165,9 @@ class EntriesView(APIView):
 class BalancesView(APIView):
     """Balances per account the caller may see; admins may ask for one user's."""
 
-    @extend_schema(
-        parameters=[OpenApiParameter("userId", str), OpenApiParameter("currency", str)],
-        responses=BalanceSerializer(many=True),
-    )
+    @extend_schema(parameters=[BalanceFilterSerializer], responses=BalanceListSerializer)
     def get(self, request: Request) -> Response:
-        query = EntryFilterSerializer(data=request.query_params)
+        query = BalanceFilterSerializer(data=request.query_params, context={"request": request})
         query.is_valid(raise_exception=True)
         owner_id = query.validated_data.get("userId")
         if owner_id is None and not request.user.is_admin:

@@ -8,36 +8,62 @@ Nothing here converts between currencies.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import date
 from fractions import Fraction
 from functools import cache
 
-from babel.numbers import get_currency_precision, list_currencies
+from babel.core import get_global
+from babel.numbers import get_currency_precision, get_territory_currencies, list_currencies
 
 from treasury.errors import InvalidInput
 
 # Codes CLDR knows that are not money one can be paid in (testing, precious metals, funds).
 NON_MONEY_CODES = frozenset({"XXX", "XTS", "XAU", "XAG", "XPT", "XPD", "XDR", "XSU", "XUA"})
 
+# The largest amount any one input may carry, in minor units: a trillion (USD 10 billion,
+# JPY 1 trillion), far above any one charge, payout or adjustment, and far below BIGINT's
+# 2**63 - 1, so that balances and daily totals summing nine million such amounts still fit.
+# Every amount a client, an admin or a form sends is checked against it (a 400 naming the
+# field), before it can reach a BIGINT column or a sum.
+MAX_AMOUNT_MINOR = 10**12
+
 
 @cache
+def _current_currencies(today: date) -> frozenset[str]:
+    # Legal tender in some territory today (CLDR's territory data), so the historical codes
+    # CLDR also lists (DEM, FRF, HRK, ...) are not among them.
+    current: set[str] = set()
+    for territory in get_global("territory_currencies"):
+        current.update(get_territory_currencies(territory, today, tender=True))
+    return frozenset(current - NON_MONEY_CODES)
+
+
 def known_currencies() -> frozenset[str]:
-    return frozenset(code for code in list_currencies() if code not in NON_MONEY_CODES)
+    """The ISO 4217 codes money may be in: those in current use (per CLDR, as of today)."""
+    return _current_currencies(date.today())
 
 
 def normalize_currency(code: str) -> str:
-    """'usd' or 'USD' -> 'USD'; an unknown code is an InvalidInput (HTTP 400)."""
-    normalized = (code or "").strip().upper()
+    """'usd' or 'USD' -> 'USD'; an unknown or historical code is an InvalidInput (HTTP 400)."""
+    normalized = (code or "").strip().upper() if isinstance(code, str) else ""
     if normalized not in known_currencies():
+        message = f"unknown currency {code!r}"
+        if normalized in list_currencies():
+            message = f"{normalized} is not a currency in use today"
         raise InvalidInput(
-            f"unknown currency {code!r}: use an ISO 4217 code such as USD, EUR or JPY",
-            fields={"currency": [f"unknown currency {code!r}"]},
+            f"{message}: use a current ISO 4217 code such as USD, EUR or JPY",
+            fields={"currency": [message]},
         )
     return normalized
 
 
 def minor_units(currency: str) -> int:
-    """Digits after the decimal point: USD 2, JPY 0, KWD 3."""
-    return get_currency_precision(normalize_currency(currency))
+    """Digits after the decimal point: USD 2, JPY 0, KWD 3. Any code CLDR knows, historical
+    ones too: amounts already stored in a currency since withdrawn must still display."""
+    code = (currency or "").strip().upper()
+    if code not in list_currencies():
+        normalize_currency(currency)  # raises, saying what is wrong
+    return get_currency_precision(code)
 
 
 def format_minor(amount_cents: int, currency: str) -> str:

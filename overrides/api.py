@@ -19,62 +19,64 @@ from disputes.models import RefundReason
 from ledger.models import Side
 from overrides.services import ACTIONS, perform_override
 from treasury.errors import Forbidden
+from treasury.fields import CurrencyField, InputSerializer, MinorUnitsField
 
 REASON_MAX_LENGTH = 1000
+MAX_ID = 2**63 - 1  # a BIGINT primary key
 
 
 # --- targets and params, one pair per action ---
 
 
-class EmptySerializer(serializers.Serializer):
+class EmptySerializer(InputSerializer):
     pass
 
 
-class LedgerEntrySerializer(serializers.Serializer):
+class LedgerEntrySerializer(InputSerializer):
     account = serializers.CharField(max_length=200)
     side = serializers.ChoiceField(choices=Side.values)
-    amount_cents = serializers.IntegerField(min_value=1)
-    currency = serializers.CharField(min_length=3, max_length=3)
+    amount_cents = MinorUnitsField()
+    currency = CurrencyField()
 
 
-class LedgerAdjustParams(serializers.Serializer):
+class LedgerAdjustParams(InputSerializer):
     entries = serializers.ListField(child=LedgerEntrySerializer(), min_length=2, max_length=50)
     reference_id = serializers.CharField(max_length=255, required=False, allow_blank=True)
 
 
-class PayoutTarget(serializers.Serializer):
-    payout_id = serializers.IntegerField(min_value=1)
+class PayoutTarget(InputSerializer):
+    payout_id = serializers.IntegerField(min_value=1, max_value=MAX_ID)
 
 
-class SplitRuleTarget(serializers.Serializer):
-    split_rule_id = serializers.IntegerField(min_value=1)
+class SplitRuleTarget(InputSerializer):
+    split_rule_id = serializers.IntegerField(min_value=1, max_value=MAX_ID)
 
 
-class DisputeTarget(serializers.Serializer):
+class DisputeTarget(InputSerializer):
     dispute_id = serializers.CharField(max_length=255)
 
 
-class DisputeNoteParams(serializers.Serializer):
+class DisputeNoteParams(InputSerializer):
     body = serializers.CharField(max_length=5000)
 
 
-class ChargeTarget(serializers.Serializer):
+class ChargeTarget(InputSerializer):
     charge_id = serializers.CharField(max_length=255)
 
 
-class RefundParams(serializers.Serializer):
-    amount_cents = serializers.IntegerField(min_value=1, required=False, allow_null=True)
-    currency = serializers.CharField(min_length=3, max_length=3, required=False)
+class RefundParams(InputSerializer):
+    amount_cents = MinorUnitsField(required=False, allow_null=True)
+    currency = CurrencyField(required=False)
     refund_reason = serializers.ChoiceField(
         choices=RefundReason.values, default=RefundReason.REQUESTED_BY_CUSTOMER
     )
 
 
-class AnomalyTarget(serializers.Serializer):
-    anomaly_id = serializers.IntegerField(min_value=1)
+class AnomalyTarget(InputSerializer):
+    anomaly_id = serializers.IntegerField(min_value=1, max_value=MAX_ID)
 
 
-class WebhookTarget(serializers.Serializer):
+class WebhookTarget(InputSerializer):
     event_id = serializers.CharField(max_length=255)
 
 
@@ -92,7 +94,7 @@ SHAPES: dict[str, tuple[type[serializers.Serializer], type[serializers.Serialize
 assert set(SHAPES) == set(ACTIONS), "every override action needs a request shape"
 
 
-class OverrideEnvelope(serializers.Serializer):
+class OverrideEnvelope(InputSerializer):
     action = serializers.ChoiceField(choices=sorted(ACTIONS))
     reason = serializers.CharField(max_length=REASON_MAX_LENGTH)
     target = serializers.DictField(required=False, default=dict)
@@ -105,7 +107,7 @@ def _request_serializer(action: str) -> type[serializers.Serializer]:
     name = "".join(part.title() for part in action.replace("_", ".").split(".")) + "Override"
     return type(
         name,
-        (serializers.Serializer,),
+        (InputSerializer,),
         {
             "action": serializers.ChoiceField(choices=[action]),
             "reason": serializers.CharField(max_length=REASON_MAX_LENGTH),
@@ -153,7 +155,7 @@ class OverrideView(APIView):
         ],
         request=PolymorphicProxySerializer(
             component_name="Override",
-            serializers=list(REQUEST_SERIALIZERS.values()),
+            serializers=REQUEST_SERIALIZERS,
             resource_type_field_name="action",
         ),
         responses={200: OverrideResponseSerializer},

@@ -5,25 +5,18 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
+from drf_spectacular.utils import OpenApiParameter, PolymorphicProxySerializer, extend_schema
 from rest_framework import serializers, status
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from payouts import selectors, services
 from payouts.models import Payout, PayoutMethod, PayoutStatus
-from treasury.fields import CurrencyField, MinorUnitsField
+from treasury.fields import CurrencyField, InputSerializer, MinorUnitsField
+from treasury.pagination import Pagination, page_of
 
 
-@extend_schema_field(
-    {
-        "oneOf": [{"type": "integer", "minimum": 1}, {"type": "string", "enum": ["all"]}],
-        "description": "minor units (e.g. cents), or 'all' for the whole available balance",
-    }
-)
 class AmountOrAllField(MinorUnitsField):
     """A positive integer of minor units, or "all" (None: everything available)."""
 
@@ -32,8 +25,14 @@ class AmountOrAllField(MinorUnitsField):
             return None
         return super().to_internal_value(data)
 
+    def openapi_schema(self) -> dict[str, Any]:
+        return {
+            "oneOf": [super().openapi_schema(), {"type": "string", "enum": ["all"]}],
+            "description": "minor units (e.g. cents), or 'all' for the whole available balance",
+        }
 
-class InitiateSerializer(serializers.Serializer):
+
+class InitiateSerializer(InputSerializer):
     amount_cents = AmountOrAllField()
     currency = CurrencyField()
     method = serializers.ChoiceField(choices=PayoutMethod.choices, default=PayoutMethod.STANDARD)
@@ -70,27 +69,26 @@ class PayoutSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class PayoutFilterSerializer(serializers.Serializer):
-    id = serializers.IntegerField(required=False, min_value=1)
+class PayoutFilterSerializer(InputSerializer):
+    id = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=2**63 - 1,
+        help_text="one payout (another user's is a 404)",
+    )
     status = serializers.ChoiceField(choices=PayoutStatus.choices, required=False)
     currency = CurrencyField(required=False)
     method = serializers.ChoiceField(choices=PayoutMethod.choices, required=False)
-    from_ = serializers.DateTimeField(required=False)
-    to = serializers.DateTimeField(required=False)
-
-    def to_internal_value(self, data: Any) -> dict[str, Any]:
-        data = {key: data.get(key) for key in data}  # a QueryDict's last value per key
-        if "from" in data:
-            data["from_"] = data.pop("from")
-        return super().to_internal_value(data)
+    from_ = serializers.DateTimeField(required=False, help_text="initiated at or after")
+    to = serializers.DateTimeField(required=False, help_text="initiated before")
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        if attrs.get("from_") and attrs.get("to") and attrs["from_"] >= attrs["to"]:
+        if attrs.get("from") and attrs.get("to") and attrs["from"] >= attrs["to"]:
             raise serializers.ValidationError({"to": ["must be after from"]})
         return attrs
 
 
-class AvailableQuerySerializer(serializers.Serializer):
+class AvailableQuerySerializer(InputSerializer):
     currency = CurrencyField(required=False)
 
 
@@ -101,6 +99,10 @@ class PayoutBalanceSerializer(serializers.Serializer):
     maturing_cents = serializers.IntegerField()
     in_flight_cents = serializers.IntegerField()
     debt_cents = serializers.IntegerField()
+
+
+class PayoutBalanceListSerializer(serializers.Serializer):
+    results = PayoutBalanceSerializer(many=True)
 
 
 class InitiateView(APIView):
@@ -136,20 +138,22 @@ class InitiateView(APIView):
         )
 
 
-STATUS_FILTERS = [
-    OpenApiParameter("id", int, description="one payout (another user's is a 404)"),
-    OpenApiParameter("status", str, enum=PayoutStatus.values),
-    OpenApiParameter("currency", str, description="ISO 4217 code"),
-    OpenApiParameter("method", str, enum=PayoutMethod.values),
-    OpenApiParameter("from", OpenApiTypes.DATETIME, description="initiated at or after"),
-    OpenApiParameter("to", OpenApiTypes.DATETIME, description="initiated before"),
-]
+PayoutPage = page_of(PayoutSerializer, "PayoutPageSerializer")
 
 
 class StatusView(APIView):
     """The caller's payouts (every payout, for an admin), newest first; `?id=` for one."""
 
-    @extend_schema(parameters=STATUS_FILTERS, responses=PayoutSerializer(many=True))
+    pagination_class = Pagination
+
+    @extend_schema(
+        parameters=[PayoutFilterSerializer],
+        responses=PolymorphicProxySerializer(
+            component_name="PayoutOrPayouts",
+            serializers=[PayoutSerializer, PayoutPage],
+            resource_type_field_name=None,
+        ),
+    )
     def get(self, request: Request) -> Response:
         query = PayoutFilterSerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
@@ -162,16 +166,19 @@ class StatusView(APIView):
             status=f.get("status"),
             currency=f.get("currency"),
             method=f.get("method"),
-            initiated_from=f.get("from_"),
+            initiated_from=f.get("from"),
             initiated_to=f.get("to"),
         )
-        paginator = LimitOffsetPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(rows, request, view=self)
         return paginator.get_paginated_response(PayoutSerializer(page, many=True).data)
 
 
 class DetailView(APIView):
-    @extend_schema(responses=PayoutSerializer)
+    @extend_schema(
+        parameters=[OpenApiParameter("payout_id", int, OpenApiParameter.PATH)],
+        responses=PayoutSerializer,
+    )
     def get(self, request: Request, payout_id: str) -> Response:
         payout = selectors.payout_for(user=request.user, payout_id=int(payout_id))
         return Response(PayoutSerializer(payout).data)
@@ -180,10 +187,7 @@ class DetailView(APIView):
 class AvailableView(APIView):
     """What the caller may be paid out now, per currency (or in `?currency=`)."""
 
-    @extend_schema(
-        parameters=[OpenApiParameter("currency", str, description="ISO 4217 code")],
-        responses=PayoutBalanceSerializer(many=True),
-    )
+    @extend_schema(parameters=[AvailableQuerySerializer], responses=PayoutBalanceListSerializer)
     def get(self, request: Request) -> Response:
         query = AvailableQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)

@@ -10,7 +10,7 @@ from decimal import Decimal, InvalidOperation
 
 from babel.numbers import format_currency
 
-from ledger.money import minor_units
+from ledger.money import MAX_AMOUNT_MINOR, minor_units
 from splits.terms import BPS_WHOLE
 
 
@@ -50,8 +50,8 @@ def parse_amount(text: str, currency: str) -> int:
         raise BadAmount(f"{currency} amounts have {unit}")
     if cents <= 0:
         raise BadAmount("must be more than zero")
-    if cents >= 2**63:
-        raise BadAmount("is too large")
+    if cents > MAX_AMOUNT_MINOR:
+        raise BadAmount(f"is too large: at most {minor_to_decimal(MAX_AMOUNT_MINOR, currency)}")
     return int(cents)
 
 

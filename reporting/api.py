@@ -13,27 +13,31 @@ from django.http import FileResponse
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers, status
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from reporting import selectors, services
 from reporting.models import Report, ReportFormat, ReportStatus, ReportType
+from reporting.services import EARLIEST_TAX_YEAR
 from reporting.storage import open_stored
 from treasury.errors import NotFound, error_body
-from treasury.fields import CurrencyField
+from treasury.fields import CurrencyField, InputSerializer, VisibleUserField
+from treasury.pagination import Pagination
 from treasury.rls import system_context
 from treasury.services import record_audit
 
 
-class GenerateReportSerializer(serializers.Serializer):
+class GenerateReportSerializer(InputSerializer):
     type = serializers.ChoiceField(
         choices=ReportType.values, help_text="1099, vat_invoice or ledger_export."
     )
     format = serializers.ChoiceField(choices=ReportFormat.values, default=ReportFormat.CSV)
     tax_year = serializers.IntegerField(
-        required=False, help_text="1099 only: the calendar year (UTC), not in the future."
+        required=False,
+        min_value=EARLIEST_TAX_YEAR,
+        max_value=9999,
+        help_text="1099 only: the calendar year (UTC), not in the future.",
     )
     period_start = serializers.DateField(
         required=False, help_text="VAT invoices (required) and ledger exports: first day."
@@ -41,15 +45,15 @@ class GenerateReportSerializer(serializers.Serializer):
     period_end = serializers.DateField(
         required=False, help_text="Last day, inclusive; not before period_start."
     )
-    currency = CurrencyField(required=False, help_text="ISO 4217 code; all currencies if left out.")
-    user = serializers.UUIDField(
+    currency = CurrencyField(required=False, help_text="All currencies if left out.")
+    user = VisibleUserField(
         required=False,
-        help_text="Admins: whose data (all payees/hosts if left out). Others: always their own.",
+        help_text="Admins: whose data (all payees/hosts if left out). Others: always their own"
+        " (another user's id is a 404).",
     )
-    country = serializers.CharField(
+    country = serializers.RegexField(
+        r"^[A-Za-z]{2}$",
         required=False,
-        min_length=2,
-        max_length=2,
         help_text="VAT invoices: the hosts' country, whose VAT rate applies"
         " (default REPORTING_VAT_DEFAULT_COUNTRY).",
     )
@@ -128,7 +132,7 @@ def _report_response(report: Report, *, deduplicated: bool | None = None) -> dic
 
 
 def _generate(request: Request, data: Any) -> Response:
-    body = GenerateReportSerializer(data=data)
+    body = GenerateReportSerializer(data=data, context={"request": request})
     body.is_valid(raise_exception=True)
     given = body.validated_data
     report = services.request_report(
@@ -149,19 +153,12 @@ def _generate(request: Request, data: Any) -> Response:
     )
 
 
-GENERATE_PARAMETERS = [
-    OpenApiParameter(name, str, required=name == "type", description=description)
-    for name, description in [
-        ("type", "1099, vat_invoice or ledger_export"),
-        ("format", "csv (default) or json"),
-        ("tax_year", "1099: the year"),
-        ("period_start", "YYYY-MM-DD"),
-        ("period_end", "YYYY-MM-DD, inclusive"),
-        ("currency", "ISO 4217 code"),
-        ("user", "admins: a user's id"),
-        ("country", "VAT invoices: ISO 3166 country code"),
-    ]
-]
+class ReportFilterSerializer(InputSerializer):
+    status = serializers.ChoiceField(choices=ReportStatus.values, required=False)
+    type = serializers.ChoiceField(choices=ReportType.values, required=False)
+
+
+REPORT_ID = OpenApiParameter("report_id", int, OpenApiParameter.PATH)
 
 
 class GenerateReportView(APIView):
@@ -177,7 +174,7 @@ class GenerateReportView(APIView):
         return _generate(request, request.data)
 
     @extend_schema(
-        parameters=GENERATE_PARAMETERS,
+        parameters=[GenerateReportSerializer],
         responses={202: ReportSerializer, 200: ReportSerializer},
         deprecated=True,
         summary="Request a report (deprecated: use POST)",
@@ -193,20 +190,18 @@ class GenerateReportView(APIView):
 
 
 class ReportListView(APIView):
-    @extend_schema(
-        parameters=[
-            OpenApiParameter("status", str, enum=ReportStatus.values),
-            OpenApiParameter("type", str, enum=ReportType.values),
-        ],
-        responses=ReportSerializer(many=True),
-    )
+    pagination_class = Pagination
+
+    @extend_schema(parameters=[ReportFilterSerializer], responses=ReportSerializer(many=True))
     def get(self, request: Request) -> Response:
+        query = ReportFilterSerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
         rows = selectors.visible_reports()
-        if value := request.query_params.get("status"):
+        if value := query.validated_data.get("status"):
             rows = rows.filter(status=value)
-        if value := request.query_params.get("type"):
+        if value := query.validated_data.get("type"):
             rows = rows.filter(type=value)
-        paginator = LimitOffsetPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(rows, request, view=self)
         return paginator.get_paginated_response(ReportSerializer(page, many=True).data)
 
@@ -214,7 +209,7 @@ class ReportListView(APIView):
 class ReportDetailView(APIView):
     """A report's status and progress (percent), and once done its file's size and checksum."""
 
-    @extend_schema(responses={200: ReportSerializer, 404: dict})
+    @extend_schema(parameters=[REPORT_ID], responses=ReportSerializer)
     def get(self, request: Request, report_id: int) -> Response:
         return Response(_report_response(selectors.report_for(report_id=report_id)))
 
@@ -222,7 +217,7 @@ class ReportDetailView(APIView):
 class ReportRetryView(APIView):
     """Queue a failed report again (409 unless it failed)."""
 
-    @extend_schema(request=None, responses={202: ReportSerializer, 404: dict, 409: dict})
+    @extend_schema(parameters=[REPORT_ID], request=None, responses={202: ReportSerializer})
     def post(self, request: Request, report_id: int) -> Response:
         report = selectors.report_for(report_id=report_id)
         retried = services.retry_report(report=report, actor=request.user)  # type: ignore[arg-type]
@@ -234,13 +229,14 @@ class ReportDownloadView(APIView):
     its other files (a VAT report's invoice PDFs). 409 while the report is not done."""
 
     @extend_schema(
-        parameters=[OpenApiParameter("file", str, description="one of the report's `files`")],
+        parameters=[
+            REPORT_ID,
+            OpenApiParameter("file", str, description="one of the report's `files`"),
+        ],
         responses={
             (200, "text/csv"): bytes,
             (200, "application/json"): bytes,
             (200, "application/pdf"): bytes,
-            404: dict,
-            409: dict,
         },
     )
     def get(self, request: Request, report_id: int) -> Any:

@@ -15,10 +15,12 @@ from rest_framework.views import APIView
 
 from splits import selectors, services
 from splits.models import SplitRule
-from splits.terms import BPS_WHOLE, MAX_CENTS, MAX_RECIPIENTS, Bearer
+from splits.terms import BPS_WHOLE, MAX_RECIPIENTS, Bearer
+from treasury.fields import CurrencyField, InputSerializer, MinorUnitsField
+from treasury.pagination import Pagination
 
 
-class RecipientSerializer(serializers.Serializer):
+class RecipientSerializer(InputSerializer):
     recipient_id = serializers.UUIDField(help_text="An active host's or artist's user id.")
     share_bps = serializers.IntegerField(
         min_value=1, max_value=BPS_WHOLE, help_text="Share in basis points (10000 = 100%)."
@@ -52,25 +54,24 @@ class SplitRuleSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class SplitRuleWriteSerializer(serializers.Serializer):
+class SplitRuleWriteSerializer(InputSerializer):
     """Shares must sum to exactly 10000. The platform's terms (fee, fixed fee, bearers) are
     the platform defaults unless an admin sets them; a host or artist may leave them out."""
 
     name = serializers.CharField(max_length=200)
-    # Emptiness and length are checked by the service, whose messages name `recipients`.
-    recipients = RecipientSerializer(
-        many=True, help_text=f"1 to {MAX_RECIPIENTS} recipients, shares summing to 10000."
+    recipients = serializers.ListField(
+        child=RecipientSerializer(),
+        min_length=1,
+        max_length=MAX_RECIPIENTS,
+        help_text=f"1 to {MAX_RECIPIENTS} recipients, shares summing to 10000.",
     )
     platform_fee_bps = serializers.IntegerField(min_value=0, max_value=BPS_WHOLE, required=False)
-    platform_fee_fixed_cents = serializers.IntegerField(
-        min_value=0, max_value=MAX_CENTS, required=False
-    )
-    fixed_fee_currency = serializers.CharField(
-        max_length=3,
+    platform_fee_fixed_cents = MinorUnitsField(min_value=0, required=False)
+    fixed_fee_currency = CurrencyField(
         allow_null=True,
         allow_blank=True,
         required=False,
-        help_text="ISO 4217 code; the fixed fee applies only to charges in this currency.",
+        help_text="The fixed fee applies only to charges in this currency.",
     )
     stripe_fee_bearer = serializers.ChoiceField(choices=Bearer.choices, required=False)
     dispute_loss_bearer = serializers.ChoiceField(choices=Bearer.choices, required=False)
@@ -83,7 +84,7 @@ class SplitRuleWriteSerializer(serializers.Serializer):
         return data
 
 
-class SplitRuleFilterSerializer(serializers.Serializer):
+class SplitRuleFilterSerializer(InputSerializer):
     is_default = serializers.BooleanField(required=False, allow_null=True, default=None)
     name = serializers.CharField(
         required=False, max_length=200, help_text="Part of the name, any case."
@@ -96,12 +97,13 @@ RULE_ID = OpenApiParameter("rule_id", int, OpenApiParameter.PATH, description="A
 
 class SplitRuleListView(generics.ListAPIView):
     serializer_class = SplitRuleSerializer
+    pagination_class = Pagination
     filter_backends: list[type] = []  # the selector filters
 
     def get_queryset(self) -> Any:
         if getattr(self, "swagger_fake_view", False):
             return SplitRule.objects.none()
-        filters = SplitRuleFilterSerializer(data=self.request.query_params.dict())
+        filters = SplitRuleFilterSerializer(data=self.request.query_params)
         filters.is_valid(raise_exception=True)
         return selectors.split_rules_for(user=self.request.user, **filters.validated_data)
 

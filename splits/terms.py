@@ -15,12 +15,12 @@ from uuid import UUID
 
 from django.db import models
 
-from ledger.money import normalize_currency
+from ledger.money import MAX_AMOUNT_MINOR, normalize_currency
 from treasury.errors import InvalidInput
 
 BPS_WHOLE = 10_000  # basis points in 100%
 MAX_RECIPIENTS = 100  # keeps the JSONB small and the allocation loop trivially cheap
-MAX_CENTS = 2**63 - 1  # BIGINT: the largest amount a ledger column can hold
+MAX_CENTS = MAX_AMOUNT_MINOR  # the one bound on any amount (ledger/money.py)
 
 
 class Bearer(models.TextChoices):
@@ -74,7 +74,9 @@ class RuleTerms:
                 f"must be an integer from 0 to {BPS_WHOLE} basis points (100% = {BPS_WHOLE})"
             ]
         if not _is_int(platform_fee_fixed_cents) or not 0 <= platform_fee_fixed_cents <= MAX_CENTS:
-            errors["platform_fee_fixed_cents"] = ["must be a non-negative integer of minor units"]
+            errors["platform_fee_fixed_cents"] = [
+                f"must be an integer of minor units from 0 to {MAX_CENTS}"
+            ]
         currency: str | None = None
         if fixed_fee_currency:
             try:

@@ -4,6 +4,7 @@ import time
 from typing import Any
 
 from django.core.cache import cache
+from django.core.validators import RegexValidator
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from drf_spectacular.utils import extend_schema
@@ -18,6 +19,7 @@ from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 from treasury import services
 from treasury.auth import RefreshSerializer
 from treasury.errors import error_body
+from treasury.fields import InputSerializer
 from treasury.models import SELF_SERVICE_ROLES, User
 
 
@@ -28,9 +30,17 @@ class UserSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class SignupSerializer(serializers.Serializer):
+class SignupSerializer(InputSerializer):
     email = serializers.EmailField(max_length=254)
-    password = serializers.CharField(write_only=True, max_length=128)
+    password = serializers.CharField(
+        write_only=True,
+        trim_whitespace=False,  # a password is what was typed
+        min_length=8,
+        validators=[RegexValidator(r"^[^\x00]*$", "must not contain NUL characters")],
+        max_length=128,
+        help_text="at least 8 characters, not all digits, not a common password, not like the"
+        " email or name",
+    )
     role = serializers.ChoiceField(choices=[r.value for r in SELF_SERVICE_ROLES])
     display_name = serializers.CharField(max_length=120, required=False, default="")
 
@@ -134,12 +144,18 @@ def run_health_probes() -> tuple[bool, dict[str, Any]]:
     return all(r["ok"] for r in results.values()), results
 
 
+class HealthSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["ok", "unhealthy"])
+    error = serializers.DictField(required=False, help_text="when unhealthy: the failing checks")
+    checks = serializers.DictField(required=False, help_text="admins only: each check's result")
+
+
 class HealthView(APIView):
     """Public: {"status": "ok"} or 503. Admins also get every probe's details."""
 
     permission_classes = [AllowAny]
 
-    @extend_schema(responses={200: dict, 503: dict})
+    @extend_schema(responses={200: HealthSerializer, 503: HealthSerializer})
     def get(self, request: Request) -> Response:
         healthy, results = run_health_probes()
         body: dict[str, Any] = {"status": "ok" if healthy else "unhealthy"}

@@ -105,6 +105,50 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     return response
 
 
+ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message", "fields"],
+            "properties": {
+                "code": {"type": "string", "minLength": 1},
+                "message": {"type": "string", "minLength": 1},
+                "fields": {
+                    "type": "object",
+                    "description": "the fields at fault (dotted paths into the body), each"
+                    " with what is wrong with it",
+                    "additionalProperties": {"type": "array", "items": {"type": "string"}},
+                },
+            },
+        }
+    },
+}
+
+
+def document_error_responses(
+    result: dict[str, Any], generator: Any, request: Any, public: bool
+) -> dict[str, Any]:
+    """drf-spectacular postprocessing hook: the schema says what every operation may answer
+    besides its successes, a 4xx with the one error body (400 bad input, 401, 403, 404 not
+    found or not yours, 405, 409, 415, 422), and that body's shape, so clients and the schema
+    tests know it."""
+    result.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_SCHEMA
+    content = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    for path in result.get("paths", {}).values():
+        for operation in path.values():
+            responses = operation.setdefault("responses", {})
+            for code, response in responses.items():
+                if str(code).startswith("4"):
+                    response["content"] = content
+            responses.setdefault(
+                "4XX",
+                {"description": "The request was refused; the body says why.", "content": content},
+            )
+    return result
+
+
 def json_not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     if request.path.startswith("/api/"):
         return JsonResponse(error_body("not_found", f"Nothing at {request.path}."), status=404)

@@ -89,7 +89,7 @@ def test_filters_and_pagination(computed, client_for, admin_user):
 @pytest.mark.parametrize(
     ("params", "field"),
     [
-        ({"from": "not-a-date"}, "from_"),
+        ({"from": "not-a-date"}, "from"),
         ({"currency": "XXX"}, "currency"),
         ({"from": "2026-02-01", "to": "2026-01-01"}, "to"),
         ({"scope": "everything"}, "scope"),

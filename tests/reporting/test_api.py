@@ -158,8 +158,8 @@ def test_a_user_cannot_request_another_users_report(client_for, host, artist):
         format="json",
     )
 
-    assert response.status_code == 403
-    assert response.json()["error"]["fields"] == {"user": ["must be yourself, or left out"]}
+    assert response.status_code == 404  # as another user's object is (README, API conventions)
+    assert response.json()["error"]["fields"] == {"user": ["not found"]}
 
 
 def test_another_users_report_is_a_404_and_admins_see_all(client_for, host, admin_user):

@@ -17,7 +17,9 @@ from rest_framework.views import APIView
 
 from splits.selectors import rule_version
 from treasury.errors import Forbidden, NotFound, TreasuryError, error_body
+from treasury.fields import CurrencyField, InputSerializer, MinorUnitsField
 from treasury.models import User
+from treasury.pagination import Pagination
 from treasury.rls import system_context
 from treasury.stripe import selectors, services
 from treasury.stripe.models import StripeAccount, StripeCharge
@@ -138,6 +140,7 @@ class ChargeListView(generics.ListAPIView):
     """GET /api/stripe/charges: the charges the caller paid or sold (all, for an admin)."""
 
     serializer_class = StripeChargeSerializer
+    pagination_class = Pagination
     queryset = StripeCharge.objects.none()  # for the schema; get_queryset answers requests
 
     def get_queryset(self) -> QuerySet[StripeCharge]:
@@ -153,12 +156,14 @@ class ChargeDetailView(APIView):
         return Response(StripeChargeSerializer(charge).data)
 
 
-class DemoChargeSerializer(serializers.Serializer):
+class DemoChargeSerializer(InputSerializer):
     buyer_id = serializers.UUIDField()
     host_id = serializers.UUIDField()
-    amount_cents = serializers.IntegerField(min_value=1)
-    currency = serializers.CharField(max_length=3)
-    split_rule_id = serializers.IntegerField(required=False, allow_null=True, min_value=1)
+    amount_cents = MinorUnitsField()
+    currency = CurrencyField()
+    split_rule_id = serializers.IntegerField(
+        required=False, allow_null=True, min_value=1, max_value=2**63 - 1
+    )
 
 
 class DemoChargeView(APIView):
