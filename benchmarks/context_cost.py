@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "treasury.settings")
 
-import django  # noqa: E402
+import django
 
 django.setup()
 
@@ -67,7 +67,8 @@ def loop(conn: psycopg.Connection, table: str, users: list[str], count: int) -> 
         with conn.transaction():
             if table == "forgeable":
                 conn.execute(
-                    "SELECT set_config('app.user_id', %s, true), set_config('app.role', 'user', true)",
+                    "SELECT set_config('app.user_id', %s, true),"
+                    " set_config('app.role', 'user', true)",
                     [user],
                 )
             else:
@@ -97,7 +98,8 @@ def main() -> None:
     print(f"{'context':<10} {'µs per transaction (median of rounds)':>40}")
     print(f"{'forgeable':<10} {forgeable:>40.1f}")
     print(f"{'verified':<10} {verified:>40.1f}")
-    print(f"verified costs {verified - forgeable:+.1f} µs per transaction ({verified / forgeable:.2f}x)")
+    extra = verified - forgeable
+    print(f"verified costs {extra:+.1f} µs per transaction ({verified / forgeable:.2f}x)")
 
 
 if __name__ == "__main__":

@@ -75,8 +75,12 @@ class ScratchPostgres:
         ).stdout
         rows = subprocess.run(  # noqa: S603
             # The RLS context key too: the app's subprocess proves its contexts with it.
-            [*dump, "--data-only", "-t", "django_migrations", "-t", "django_content_type"]
-            + ["-t", "treasury_private.context_key"],
+            [
+                *dump,
+                "--data-only",
+                *("-t", "django_migrations", "-t", "django_content_type"),
+                *("-t", "treasury_private.context_key"),
+            ],
             capture_output=True,
             text=True,
             check=True,
