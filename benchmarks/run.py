@@ -244,6 +244,38 @@ def posting_tps(books: Books, clients: int, per_client: int, tag: str, hot: bool
     return run_clients(work, clients=clients, per_client=per_client)
 
 
+def round_trips(post: Callable[[int], Any], calls: int) -> float:
+    """Requests this process's connection sent and waited for, per call of `post`: libpq's
+    trace of the wire, where PostgreSQL ends its answer to each request (a query, a
+    BEGIN, a COMMIT, a savepoint) with one ReadyForQuery message."""
+    connection.ensure_connection()
+    wire = connection.connection.pgconn
+    with tempfile.TemporaryFile("w+") as trace:
+        wire.trace(trace.fileno())
+        wire.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS)
+        try:
+            for n in range(calls):
+                post(n)
+        finally:
+            wire.untrace()
+        trace.seek(0)
+        answers = sum(1 for line in trace if line.startswith("B\t") and "\tReadyForQuery" in line)
+    connection.close()
+    return answers / calls
+
+
+def round_trips_per_posting(books: Books, tag: str, calls: int = 20) -> float:
+    """A 6-leg charge by post_transaction, called outside any transaction (as a job does)."""
+    return round_trips(
+        lambda n: post_transaction(
+            idempotency_key=f"bench:{tag}:trips:{n}",
+            event_source="bench",
+            entries=charge(*books.pair(0, n), 1000 + n),
+        ),
+        calls,
+    )
+
+
 RAW_SQL = {
     "transaction": "INSERT INTO ledger_transactions (idempotency_key, request_hash, event_source,"
     " reference_id, effective_at, metadata, reverses_id, created_by_id, created_at)"
