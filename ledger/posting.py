@@ -199,12 +199,9 @@ def _prepared(posting: Posting) -> dict[str, Any]:
     """The posting as ledger_post's (header, legs), or InvalidInput."""
     key = posting.idempotency_key
     if not key or len(key) > 255:
-        raise InvalidInput(
-            "idempotency_key is required (at most 255 characters)",
-            fields={"idempotency_key": ["required, at most 255 characters"]},
-        )
+        raise InvalidInput("idempotency_key is required (at most 255 characters)")
     if not posting.event_source:
-        raise InvalidInput("event_source is required", fields={"event_source": ["required"]})
+        raise InvalidInput("event_source is required")
     metadata = posting.metadata or {}
     lines = _validated_lines(posting.entries)
     header = {
