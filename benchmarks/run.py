@@ -289,8 +289,8 @@ def round_trips_per_posting(books: Books, tag: str, calls: int = 20) -> float:
 def round_trips_in_a_transaction(books: Books, tag: str, calls: int = 20) -> float:
     """The same, called inside the caller's transaction (as a payout or a dispute does),
     its BEGIN and COMMIT not counted."""
-    connection.ensure_connection()
     with transaction.atomic():
+        connection.cursor().execute("SELECT 1")  # the outer BEGIN, before the count
         return round_trips(
             lambda n: post_transaction(
                 idempotency_key=f"bench:{tag}:nested-trips:{n}",

@@ -105,6 +105,8 @@ class PostingOutcome:
 
 # --- validation ---
 
+SIDES = frozenset(Side.values)
+
 
 def _validated_lines(entries: Sequence[EntryLine]) -> list[EntryLine]:
     if len(entries) < 2:
@@ -120,7 +122,7 @@ def _validated_lines(entries: Sequence[EntryLine]) -> list[EntryLine]:
                 f"{where}: amount_cents must be a positive integer (minor units), got {amount!r}",
                 fields={f"{where}.amount_cents": ["must be a positive integer"]},
             )
-        if str(line.side) not in Side.values:
+        if str(line.side) not in SIDES:
             raise InvalidInput(
                 f"{where}: side must be debit or credit",
                 fields={f"{where}.type": ["debit or credit"]},

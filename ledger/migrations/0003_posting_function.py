@@ -223,6 +223,30 @@ CREATE TYPE ledger_posting_leg AS (
     balance_cents bigint
 );
 
+-- What a batch writes once, at its end: the entries of its postings (with what their
+-- outbox events say), and the header of each posted transaction's event.
+CREATE TYPE ledger_posting_entry AS (
+    transaction_id bigint,
+    ordinal bigint,
+    code text,
+    account_id bigint,
+    user_id uuid,
+    amount_cents bigint,
+    currency text,
+    side text,
+    event_source text,
+    reference_id text
+);
+
+CREATE TYPE ledger_posted AS (
+    transaction_id bigint,
+    idempotency_key text,
+    event_source text,
+    reference_id text,
+    effective_at timestamptz,
+    metadata jsonb
+);
+
 CREATE FUNCTION ledger_refusal(code text, message text, fields jsonb)
 RETURNS ledger_posting_outcome
 LANGUAGE sql IMMUTABLE AS $$
@@ -260,11 +284,15 @@ LANGUAGE plpgsql AS $$
 DECLARE
     wanted integer;
     present integer;
+    ids bigint[];
 BEGIN
-    SELECT count(*), count(a.id) INTO wanted, present
+    -- One index probe per account: LATERAL ... LIMIT 1 keeps the planner, which cannot
+    -- know `legs` is a handful of rows, from scanning every account.
+    SELECT count(*), count(a.id), array_agg(a.id) INTO wanted, present, ids
       FROM (SELECT DISTINCT l->>'code' AS code, (l->>'shard')::integer AS shard
               FROM jsonb_array_elements(legs) AS l) w
-      LEFT JOIN ledger_accounts a ON a.code = w.code AND a.shard = w.shard;
+      LEFT JOIN LATERAL (SELECT x.id FROM ledger_accounts x
+                          WHERE x.code = w.code AND x.shard = w.shard LIMIT 1) a ON true;
     IF present < wanted THEN
         INSERT INTO ledger_accounts (code, shard, owner_id, kind, currency, balance_cents,
                                      created_at)
@@ -282,207 +310,281 @@ BEGIN
            AND (w.owner_id IS NULL OR EXISTS (SELECT 1 FROM users u WHERE u.id = w.owner_id))
          ORDER BY w.code, w.shard
         ON CONFLICT (code, shard) DO NOTHING;
+        SELECT array_agg(a.id) INTO ids
+          FROM (SELECT DISTINCT l->>'code' AS code, (l->>'shard')::integer AS shard
+                  FROM jsonb_array_elements(legs) AS l) w
+          JOIN LATERAL (SELECT x.id FROM ledger_accounts x
+                         WHERE x.code = w.code AND x.shard = w.shard LIMIT 1) a ON true;
     END IF;
-    PERFORM 1
-       FROM ledger_accounts a
-       JOIN (SELECT DISTINCT l->>'code' AS code, (l->>'shard')::integer AS shard
-               FROM jsonb_array_elements(legs) AS l) w ON a.code = w.code AND a.shard = w.shard
-      ORDER BY a.id
-        FOR UPDATE OF a;
+    PERFORM 1 FROM ledger_accounts WHERE id = ANY(ids) ORDER BY id FOR UPDATE;
 END;
 $$;
 
--- One posting, its accounts already opened and locked (ledger_lock_accounts). Returns its
--- outcome; a refusal writes nothing. Only the idempotency key is read before the locks.
-CREATE FUNCTION ledger_post_locked(header jsonb, legs jsonb) RETURNS ledger_posting_outcome
+-- Why a posting is refused (NULL status: it is not), from its legs as found under the
+-- locks: what Python validated first (with the same messages), checked again because
+-- this is the books' only writer whoever calls it, and the balance guards. `moved_*`:
+-- what earlier postings of the same batch moved, not written yet. Reads nothing.
+CREATE FUNCTION ledger_posting_refusal(header jsonb, found_legs ledger_posting_leg[],
+                                       moved_ids bigint[], moved_cents bigint[])
+RETURNS ledger_posting_outcome
 LANGUAGE plpgsql AS $$
 DECLARE
     posting_key text := header->>'idempotency_key';
-    body_hash text := header->>'request_hash';
-    source text := header->>'event_source';
-    reference text := header->>'reference_id';
-    outcome ledger_posting_outcome;
-    found_legs ledger_posting_leg[];
-    problem record;
-    txn record;
+    leg ledger_posting_leg;
+    other ledger_posting_leg;
+    currencies text[] := '{}';
+    nets bigint[] := '{}';
+    unknown_owners text[] := '{}';
+    guarded boolean := false;
+    balance_after bigint;
+    i integer;
 BEGIN
-    outcome := ledger_replay(posting_key, body_hash);
-    IF outcome.status IS NOT NULL THEN
-        RETURN outcome;
-    END IF;
     IF posting_key IS NULL OR posting_key = '' OR length(posting_key) > 255 THEN
         RETURN ledger_refusal('LD400', 'idempotency_key is required (at most 255 characters)',
                               '{"idempotency_key": ["required"]}');
     END IF;
-    IF source IS NULL OR source = '' THEN
+    IF coalesce(header->>'event_source', '') = '' THEN
         RETURN ledger_refusal('LD400', 'event_source is required',
                               '{"event_source": ["required"]}');
     END IF;
-
-    SELECT array_agg(ROW(
-               l.ordinal - 1, l.leg->>'code', (l.leg->>'shard')::integer, l.leg->>'side',
-               CASE WHEN l.leg->>'amount_cents' ~ '^[1-9][0-9]{0,17}$'
-                    THEN (l.leg->>'amount_cents')::bigint END,
-               l.leg->>'currency',
-               CASE WHEN l.leg->>'floor_cents' ~ '^-?[0-9]{1,18}$'
-                    THEN (l.leg->>'floor_cents')::bigint END,
-               a.id, a.kind, a.currency, a.owner_id, a.balance_cents
-           )::ledger_posting_leg ORDER BY l.ordinal)
-      INTO found_legs
-      FROM jsonb_array_elements(legs) WITH ORDINALITY AS l(leg, ordinal)
-      LEFT JOIN ledger_accounts a
-        ON a.code = l.leg->>'code' AND a.shard = (l.leg->>'shard')::integer;
-
-    -- What Python validated first (with the same messages), checked again here: this
-    -- function is the books' only writer, whoever calls it.
     IF coalesce(cardinality(found_legs), 0) < 2 THEN
         RETURN ledger_refusal('LD400', 'a transaction needs at least two entries',
                               '{"entries": ["min 2"]}');
     END IF;
-    SELECT * INTO problem FROM (
-        SELECT 1 AS rank, l.ordinal,
-               format('entries.%s: amount_cents must be a positive integer (minor units)',
-                      l.ordinal) AS message,
-               jsonb_build_object(format('entries.%s.amount_cents', l.ordinal),
-                                  jsonb_build_array('must be a positive integer')) AS fields
-          FROM unnest(found_legs) l WHERE l.amount_cents IS NULL
-        UNION ALL
-        SELECT 2, l.ordinal, format('entries.%s: side must be debit or credit', l.ordinal),
-               jsonb_build_object(format('entries.%s.type', l.ordinal),
-                                  jsonb_build_array('debit or credit'))
-          FROM unnest(found_legs) l WHERE l.side IS DISTINCT FROM 'debit'
-                                AND l.side IS DISTINCT FROM 'credit'
-        UNION ALL
-        SELECT 3, 0,
-               'unknown account owner(s): ' || string_agg(DISTINCT split_part(l.code, ':', 2),
-                                                          ', ' ORDER BY split_part(l.code, ':', 2)),
-               '{"entries": ["unknown account owner"]}'::jsonb
-          FROM unnest(found_legs) l WHERE l.account_id IS NULL AND l.code ~ '^user:[0-9a-f-]{36}:'
-        HAVING count(*) > 0
-        UNION ALL
-        SELECT 4, l.ordinal, format('entries.%s: unknown account %L', l.ordinal, l.code),
-               jsonb_build_object(format('entries.%s.account', l.ordinal),
-                                  jsonb_build_array('unknown account'))
-          FROM unnest(found_legs) l WHERE l.account_id IS NULL
-        UNION ALL
-        SELECT 5, l.ordinal,
-               format('entries.%s: account %s holds %s, not %s', l.ordinal, l.code,
-                      l.account_currency, l.currency),
-               jsonb_build_object(format('entries.%s.currency', l.ordinal),
-                                  jsonb_build_array('account currency is ' || l.account_currency))
-          FROM unnest(found_legs) l WHERE l.account_currency IS DISTINCT FROM l.currency
-        UNION ALL
-        SELECT 6, 0,
-               format('unbalanced in %s: %s exceed %s by %s minor units', per.currency,
-                      CASE WHEN per.net > 0 THEN 'debits' ELSE 'credits' END,
-                      CASE WHEN per.net > 0 THEN 'credits' ELSE 'debits' END, abs(per.net)),
-               jsonb_build_object('entries', jsonb_build_array(
-                   'debits and credits differ in ' || per.currency))
-          FROM (SELECT l.currency,
-                       sum(CASE WHEN l.side = 'debit' THEN l.amount_cents
-                                ELSE -l.amount_cents END) AS net
-                  FROM unnest(found_legs) l GROUP BY l.currency) per
-         WHERE per.net <> 0
-        ORDER BY 1, 2 LIMIT 1
-    ) first_problem;
-    IF FOUND THEN
-        RETURN ledger_refusal('LD400', problem.message, problem.fields);
-    END IF;
-
-    -- The balance guards, under the locks: each guarded account after the whole posting.
-    SELECT l.code, l.account_currency AS currency, l.floor_cents,
-           l.balance_cents + moved.delta AS balance_after
-      INTO problem
-      FROM unnest(found_legs) l
-      JOIN (SELECT m.account_id,
-                   sum(CASE WHEN (m.side = 'debit') = (m.account_kind IN ('asset', 'expense'))
-                            THEN m.amount_cents ELSE -m.amount_cents END) AS delta
-              FROM unnest(found_legs) m GROUP BY m.account_id) moved
-        ON moved.account_id = l.account_id
-     WHERE l.floor_cents IS NOT NULL AND l.balance_cents + moved.delta < l.floor_cents
-     ORDER BY l.ordinal LIMIT 1;
-    IF FOUND THEN
-        RETURN ledger_refusal('LD422',
-            format('%s would go to %s %s minor units, below %s', problem.code, problem.balance_after,
-                   problem.currency, problem.floor_cents),
-            '{"amount_cents": ["exceeds the available balance"]}');
-    END IF;
-
-    -- The gate. A twin that committed while we waited for the locks makes this a replay.
-    INSERT INTO ledger_transactions (idempotency_key, request_hash, event_source, reference_id,
-                                     effective_at, metadata, reverses_id, created_by_id,
-                                     created_at)
-    VALUES (posting_key, body_hash, source, reference,
-            coalesce((header->>'effective_at')::timestamptz, now()),
-            coalesce(header->'metadata', '{}'::jsonb), (header->>'reverses_id')::bigint,
-            (header->>'created_by_id')::uuid, now())
-    ON CONFLICT (idempotency_key) DO NOTHING
-    RETURNING id, effective_at, created_at, created_by_id INTO txn;
-    IF NOT FOUND THEN
-        outcome := ledger_replay(posting_key, body_hash);
-        IF outcome.status IS NULL THEN
-            RAISE EXCEPTION 'idempotency key % is taken by a posting not visible yet', posting_key
-                USING ERRCODE = 'serialization_failure';
+    FOREACH leg IN ARRAY found_legs LOOP
+        IF leg.amount_cents IS NULL THEN
+            RETURN ledger_refusal('LD400',
+                format('entries.%s: amount_cents must be a positive integer (minor units)',
+                       leg.ordinal),
+                jsonb_build_object(format('entries.%s.amount_cents', leg.ordinal),
+                                   jsonb_build_array('must be a positive integer')));
         END IF;
-        RETURN outcome;
+        IF leg.side IS DISTINCT FROM 'debit' AND leg.side IS DISTINCT FROM 'credit' THEN
+            RETURN ledger_refusal('LD400',
+                format('entries.%s: side must be debit or credit', leg.ordinal),
+                jsonb_build_object(format('entries.%s.type', leg.ordinal),
+                                   jsonb_build_array('debit or credit')));
+        END IF;
+        IF leg.account_id IS NULL THEN
+            IF leg.code ~ '^user:[0-9a-f-]{36}:' THEN  -- opened, unless its owner is unknown
+                unknown_owners := unknown_owners || split_part(leg.code, ':', 2);
+                CONTINUE;
+            END IF;
+            RETURN ledger_refusal('LD400',
+                format('entries.%s: unknown account %L', leg.ordinal, leg.code),
+                jsonb_build_object(format('entries.%s.account', leg.ordinal),
+                                   jsonb_build_array('unknown account')));
+        END IF;
+        IF leg.account_currency IS DISTINCT FROM leg.currency THEN
+            RETURN ledger_refusal('LD400',
+                format('entries.%s: account %s holds %s, not %s', leg.ordinal, leg.code,
+                       leg.account_currency, leg.currency),
+                jsonb_build_object(format('entries.%s.currency', leg.ordinal),
+                                   jsonb_build_array('account currency is '
+                                                     || leg.account_currency)));
+        END IF;
+        i := array_position(currencies, leg.currency);
+        IF i IS NULL THEN
+            currencies := currencies || leg.currency;
+            nets := nets || 0::bigint;
+            i := cardinality(currencies);
+        END IF;
+        nets[i] := nets[i] + CASE WHEN leg.side = 'debit' THEN leg.amount_cents
+                                  ELSE -leg.amount_cents END;
+        guarded := guarded OR leg.floor_cents IS NOT NULL;
+    END LOOP;
+    IF cardinality(unknown_owners) > 0 THEN
+        RETURN ledger_refusal('LD400',
+            'unknown account owner(s): ' || (SELECT string_agg(DISTINCT o, ', ' ORDER BY o)
+                                               FROM unnest(unknown_owners) AS o),
+            '{"entries": ["unknown account owner"]}');
+    END IF;
+    FOR i IN 1 .. cardinality(currencies) LOOP
+        IF nets[i] <> 0 THEN
+            RETURN ledger_refusal('LD400',
+                format('unbalanced in %s: %s exceed %s by %s minor units', currencies[i],
+                       CASE WHEN nets[i] > 0 THEN 'debits' ELSE 'credits' END,
+                       CASE WHEN nets[i] > 0 THEN 'credits' ELSE 'debits' END, abs(nets[i])),
+                jsonb_build_object('entries', jsonb_build_array(
+                    'debits and credits differ in ' || currencies[i])));
+        END IF;
+    END LOOP;
+    IF NOT guarded THEN
+        RETURN NULL;
+    END IF;
+    -- Each guarded account after the whole posting, under its lock.
+    FOREACH leg IN ARRAY found_legs LOOP
+        CONTINUE WHEN leg.floor_cents IS NULL;
+        balance_after := leg.balance_cents
+            + coalesce(moved_cents[array_position(moved_ids, leg.account_id)], 0);
+        FOREACH other IN ARRAY found_legs LOOP
+            IF other.account_id = leg.account_id THEN
+                balance_after := balance_after + ledger_natural_delta(other);
+            END IF;
+        END LOOP;
+        IF balance_after < leg.floor_cents THEN
+            RETURN ledger_refusal('LD422',
+                format('%s would go to %s %s minor units, below %s', leg.code, balance_after,
+                       leg.account_currency, leg.floor_cents),
+                '{"amount_cents": ["exceeds the available balance"]}');
+        END IF;
+    END LOOP;
+    RETURN NULL;
+END;
+$$;
+
+-- How a leg moves its account's balance (the natural side: assets and expenses grow
+-- with debits, liabilities and revenue with credits).
+CREATE FUNCTION ledger_natural_delta(leg ledger_posting_leg) RETURNS bigint
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN (leg.side = 'debit') = (leg.account_kind IN ('asset', 'expense'))
+                THEN leg.amount_cents ELSE -leg.amount_cents END
+$$;
+
+-- Postings in order, their accounts already opened and locked (ledger_lock_accounts);
+-- one outcome each, a refusal writing nothing. Each posting reads its key and its
+-- accounts and writes its transaction row (the idempotency gate); the entries, the
+-- balances and the outbox events of them all are written at the end, three statements
+-- whatever the number of postings, each account's balance updated once.
+CREATE FUNCTION ledger_post_many(postings jsonb) RETURNS ledger_posting_outcome[]
+LANGUAGE plpgsql AS $$
+DECLARE
+    outcomes ledger_posting_outcome[] := '{}';
+    outcome ledger_posting_outcome;
+    posting jsonb;
+    header jsonb;
+    found_legs ledger_posting_leg[];
+    leg ledger_posting_leg;
+    txn record;
+    k integer;
+    moved_ids bigint[] := '{}';
+    moved_cents bigint[] := '{}';
+    written ledger_posting_entry[] := '{}';
+    posted ledger_posted[] := '{}';
+BEGIN
+    FOR posting IN SELECT value FROM jsonb_array_elements(postings) LOOP
+        header := posting->'header';
+        outcome := ledger_replay(header->>'idempotency_key', header->>'request_hash');
+        IF outcome.status IS NOT NULL THEN
+            outcomes := outcomes || outcome;
+            CONTINUE;
+        END IF;
+        -- One index probe per account (LATERAL ... LIMIT 1: see ledger_lock_accounts).
+        SELECT array_agg(ROW(
+                   l.ordinal - 1, l.item->>'code', (l.item->>'shard')::integer,
+                   l.item->>'side',
+                   CASE WHEN l.item->>'amount_cents' ~ '^[1-9][0-9]{0,17}$'
+                        THEN (l.item->>'amount_cents')::bigint END,
+                   l.item->>'currency',
+                   CASE WHEN l.item->>'floor_cents' ~ '^-?[0-9]{1,18}$'
+                        THEN (l.item->>'floor_cents')::bigint END,
+                   a.id, a.kind, a.currency, a.owner_id, a.balance_cents
+               )::ledger_posting_leg ORDER BY l.ordinal)
+          INTO found_legs
+          FROM jsonb_array_elements(posting->'legs') WITH ORDINALITY AS l(item, ordinal)
+          LEFT JOIN LATERAL (SELECT x.id, x.kind, x.currency, x.owner_id, x.balance_cents
+                               FROM ledger_accounts x
+                              WHERE x.code = l.item->>'code'
+                                AND x.shard = (l.item->>'shard')::integer
+                              LIMIT 1) a ON true;
+        outcome := ledger_posting_refusal(header, found_legs, moved_ids, moved_cents);
+        IF outcome.status IS NOT NULL THEN
+            outcomes := outcomes || outcome;
+            CONTINUE;
+        END IF;
+        -- The gate. A twin that committed while we waited for the locks: a replay.
+        INSERT INTO ledger_transactions (idempotency_key, request_hash, event_source,
+                                         reference_id, effective_at, metadata, reverses_id,
+                                         created_by_id, created_at)
+        VALUES (header->>'idempotency_key', header->>'request_hash', header->>'event_source',
+                header->>'reference_id',
+                coalesce((header->>'effective_at')::timestamptz, now()),
+                coalesce(header->'metadata', '{}'::jsonb), (header->>'reverses_id')::bigint,
+                (header->>'created_by_id')::uuid, now())
+        ON CONFLICT (idempotency_key) DO NOTHING
+        RETURNING id, effective_at, created_at, created_by_id INTO txn;
+        IF NOT FOUND THEN
+            outcome := ledger_replay(header->>'idempotency_key', header->>'request_hash');
+            IF outcome.status IS NULL THEN
+                RAISE EXCEPTION 'idempotency key % is taken by a posting not visible yet',
+                    header->>'idempotency_key' USING ERRCODE = 'serialization_failure';
+            END IF;
+            outcomes := outcomes || outcome;
+            CONTINUE;
+        END IF;
+        FOREACH leg IN ARRAY found_legs LOOP
+            written := written || ROW(txn.id, leg.ordinal, leg.code, leg.account_id,
+                                      leg.owner_id, leg.amount_cents, leg.currency, leg.side,
+                                      header->>'event_source',
+                                      header->>'reference_id')::ledger_posting_entry;
+            k := array_position(moved_ids, leg.account_id);
+            IF k IS NULL THEN
+                moved_ids := moved_ids || leg.account_id;
+                moved_cents := moved_cents || 0::bigint;
+                k := cardinality(moved_ids);
+            END IF;
+            moved_cents[k] := moved_cents[k] + ledger_natural_delta(leg);
+        END LOOP;
+        posted := posted || ROW(txn.id, header->>'idempotency_key', header->>'event_source',
+                                header->>'reference_id', txn.effective_at,
+                                coalesce(header->'metadata', '{}'::jsonb))::ledger_posted;
+        outcomes := outcomes || ROW('posted', txn.id, txn.effective_at, txn.created_at,
+                                    txn.created_by_id, NULL, NULL, NULL)::ledger_posting_outcome;
+    END LOOP;
+    IF cardinality(posted) = 0 THEN
+        RETURN outcomes;
     END IF;
 
     INSERT INTO ledger_entries (transaction_id, account_id, user_id, amount_cents, currency,
                                 type, event_source, reference_id, created_at)
-    SELECT txn.id, l.account_id, l.owner_id, l.amount_cents, l.currency, l.side, source,
-           reference, now()
-      FROM unnest(found_legs) l ORDER BY l.ordinal;
+    SELECT e.transaction_id, e.account_id, e.user_id, e.amount_cents, e.currency, e.side,
+           e.event_source, e.reference_id, now()
+      FROM unnest(written) WITH ORDINALITY AS e
+     ORDER BY e.ordinality;
 
-    UPDATE ledger_accounts a SET balance_cents = a.balance_cents + moved.delta
-      FROM (SELECT m.account_id,
-                   sum(CASE WHEN (m.side = 'debit') = (m.account_kind IN ('asset', 'expense'))
-                            THEN m.amount_cents ELSE -m.amount_cents END) AS delta
-              FROM unnest(found_legs) m GROUP BY m.account_id) moved
-     WHERE a.id = moved.account_id AND moved.delta <> 0;
+    UPDATE ledger_accounts a SET balance_cents = a.balance_cents + m.cents
+      FROM unnest(moved_ids, moved_cents) AS m(id, cents)
+     WHERE a.id = m.id AND m.cents <> 0;
 
-    -- The outbox event (events.services.LEDGER_TRANSACTION_POSTED), in the same commit.
+    -- The outbox events (events.services.LEDGER_TRANSACTION_POSTED), in the same commit.
     INSERT INTO events (type, subject, payload, created_at)
-    VALUES ('ledger.transaction_posted', 'ledger_transaction:' || txn.id,
-            jsonb_build_object(
-                'transaction_id', txn.id,
-                'idempotency_key', posting_key,
-                'event_source', source,
-                'reference_id', reference,
-                'effective_at', txn.effective_at,
-                'metadata', coalesce(header->'metadata', '{}'::jsonb),
-                'entries', (SELECT jsonb_agg(jsonb_build_object(
-                                       'account', l.code, 'owner_id', l.owner_id,
-                                       'side', l.side, 'amount_cents', l.amount_cents,
-                                       'currency', l.currency) ORDER BY l.ordinal)
-                              FROM unnest(found_legs) l),
-                'amounts', (SELECT jsonb_agg(jsonb_build_object(
-                                       'owner_id', per.owner_id, 'currency', per.currency,
-                                       'debit_cents', per.debits, 'credit_cents', per.credits)
-                                       ORDER BY per.first)
-                              FROM (SELECT l.owner_id, l.currency, min(l.ordinal) AS first,
-                                           coalesce(sum(l.amount_cents)
-                                                    FILTER (WHERE l.side = 'debit'), 0) AS debits,
-                                           coalesce(sum(l.amount_cents)
-                                                    FILTER (WHERE l.side = 'credit'), 0) AS credits
-                                      FROM unnest(found_legs) l
-                                     GROUP BY l.owner_id, l.currency) per)),
-            clock_timestamp());
+    SELECT 'ledger.transaction_posted', 'ledger_transaction:' || t.transaction_id,
+           jsonb_build_object(
+               'transaction_id', t.transaction_id,
+               'idempotency_key', t.idempotency_key,
+               'event_source', t.event_source,
+               'reference_id', t.reference_id,
+               'effective_at', t.effective_at,
+               'metadata', t.metadata,
+               'entries', legs.entries,
+               'amounts', amounts.amounts),
+           clock_timestamp()
+      FROM unnest(posted) WITH ORDINALITY AS t
+      JOIN (SELECT e.transaction_id,
+                   jsonb_agg(jsonb_build_object('account', e.code, 'owner_id', e.user_id,
+                                                'side', e.side,
+                                                'amount_cents', e.amount_cents,
+                                                'currency', e.currency)
+                             ORDER BY e.ordinal) AS entries
+              FROM unnest(written) AS e GROUP BY e.transaction_id) legs
+        ON legs.transaction_id = t.transaction_id
+      JOIN (SELECT per.transaction_id,
+                   jsonb_agg(jsonb_build_object('owner_id', per.user_id,
+                                                'currency', per.currency,
+                                                'debit_cents', per.debits,
+                                                'credit_cents', per.credits)
+                             ORDER BY per.first) AS amounts
+              FROM (SELECT e.transaction_id, e.user_id, e.currency, min(e.ordinal) AS first,
+                           coalesce(sum(e.amount_cents) FILTER (WHERE e.side = 'debit'), 0)
+                               AS debits,
+                           coalesce(sum(e.amount_cents) FILTER (WHERE e.side = 'credit'), 0)
+                               AS credits
+                      FROM unnest(written) AS e
+                     GROUP BY e.transaction_id, e.user_id, e.currency) per
+             GROUP BY per.transaction_id) amounts
+        ON amounts.transaction_id = t.transaction_id
+     ORDER BY t.ordinality;
 
-    RETURN ROW('posted', txn.id, txn.effective_at, txn.created_at, txn.created_by_id,
-               NULL, NULL, NULL)::ledger_posting_outcome;
-END;
-$$;
-
--- Every posting of a batch in order; its accounts are opened and locked by the caller.
-CREATE FUNCTION ledger_post_each(postings jsonb) RETURNS ledger_posting_outcome[]
-LANGUAGE plpgsql AS $$
-DECLARE
-    outcomes ledger_posting_outcome[] := '{}';
-    posting jsonb;
-BEGIN
-    FOR posting IN SELECT value FROM jsonb_array_elements(postings) LOOP
-        outcomes := outcomes || ledger_post_locked(posting->'header', posting->'legs');
-    END LOOP;
     RETURN outcomes;
 END;
 $$;
@@ -498,7 +600,8 @@ BEGIN
     outcome := ledger_replay(header->>'idempotency_key', header->>'request_hash');
     IF outcome.status IS NULL THEN
         PERFORM ledger_lock_accounts(legs);
-        outcome := ledger_post_locked(header, legs);
+        outcome := (ledger_post_many(jsonb_build_array(jsonb_build_object(
+            'header', header, 'legs', legs))))[1];
     END IF;
     IF outcome.status = 'refused' THEN
         RAISE EXCEPTION USING ERRCODE = outcome.error_code, MESSAGE = outcome.error_message,
@@ -529,11 +632,11 @@ BEGIN
                              WHERE t.idempotency_key = p->'header'->>'idempotency_key')),
         '[]'::jsonb));
     IF NOT all_or_nothing THEN
-        RETURN QUERY SELECT * FROM unnest(ledger_post_each(postings));
+        RETURN QUERY SELECT * FROM unnest(ledger_post_many(postings));
         RETURN;
     END IF;
     BEGIN
-        outcomes := ledger_post_each(postings);
+        outcomes := ledger_post_many(postings);
         SELECT min(o.ordinal) INTO refused
           FROM unnest(outcomes) WITH ORDINALITY AS o(status, a, b, c, d, e, f, g, ordinal)
          WHERE o.status = 'refused';
@@ -574,11 +677,14 @@ POSTING_REVERSE = """
 DROP FUNCTION IF EXISTS ledger_open_accounts(jsonb);
 DROP FUNCTION IF EXISTS ledger_post_batch(jsonb, boolean);
 DROP FUNCTION IF EXISTS ledger_post(jsonb, jsonb);
-DROP FUNCTION IF EXISTS ledger_post_each(jsonb);
-DROP FUNCTION IF EXISTS ledger_post_locked(jsonb, jsonb);
+DROP FUNCTION IF EXISTS ledger_post_many(jsonb);
+DROP FUNCTION IF EXISTS ledger_natural_delta(ledger_posting_leg);
+DROP FUNCTION IF EXISTS ledger_posting_refusal(jsonb, ledger_posting_leg[], bigint[], bigint[]);
 DROP FUNCTION IF EXISTS ledger_lock_accounts(jsonb);
 DROP FUNCTION IF EXISTS ledger_replay(text, text);
 DROP FUNCTION IF EXISTS ledger_refusal(text, text, jsonb);
+DROP TYPE IF EXISTS ledger_posted;
+DROP TYPE IF EXISTS ledger_posting_entry;
 DROP TYPE IF EXISTS ledger_posting_leg;
 DROP TYPE IF EXISTS ledger_posting_outcome;
 """
