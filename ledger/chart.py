@@ -7,6 +7,7 @@ currency in codes, upper-case ISO in columns).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from uuid import UUID
 
 from ledger.models import AccountKind
@@ -57,6 +58,7 @@ class ParsedCode:
     currency: str
 
 
+@lru_cache(maxsize=65536)  # every posting parses each of its codes: a marketplace has few
 def parse_code(code: str) -> ParsedCode | None:
     """The account type a code names, or None when the chart has no such account."""
     parts = code.split(":")

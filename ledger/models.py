@@ -40,6 +40,7 @@ class LedgerAccount(models.Model):
         blank=True,
         on_delete=models.PROTECT,
         related_name="ledger_accounts",
+        db_index=False,  # (owner, currency) below serves it
     )
     kind = models.CharField(max_length=16, choices=AccountKind.choices)
     currency = models.CharField(max_length=3)
@@ -106,10 +107,19 @@ class LedgerEntry(models.Model):
     transaction = models.ForeignKey(
         LedgerTransaction, on_delete=models.PROTECT, related_name="entries"
     )
-    account = models.ForeignKey(LedgerAccount, on_delete=models.PROTECT, related_name="entries")
+    # Indexed by (account, created_at) and (user, currency, created_at) below: a second,
+    # one-column index each would only cost every posting two more index writes per entry.
+    account = models.ForeignKey(
+        LedgerAccount, on_delete=models.PROTECT, related_name="entries", db_index=False
+    )
     # The account's owner, copied so that row-level security filters entries without a join.
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,
     )
     amount_cents = models.BigIntegerField()
     currency = models.CharField(max_length=3)

@@ -51,8 +51,15 @@ def ensure_runtime_role(*, using: str) -> None:
                 raise exc from None
 
 
+# The books: the runtime role reads them, and writes them only through the posting
+# functions (SECURITY DEFINER, ledger/migrations/0003_posting_function.py).
+LEDGER_TABLES = ("ledger_accounts", "ledger_transactions", "ledger_entries")
+
+
 def grant_runtime_privileges(*, using: str) -> None:
-    """DML on every table, no DDL, no TRUNCATE; append-only tables refuse changes by trigger."""
+    """DML on every table but the books, no DDL, no TRUNCATE; append-only tables refuse
+    changes by trigger. The books are read-only: not even the admin or system context of a
+    runtime connection can change a balance, except by posting."""
     role = sql.Identifier(runtime_role_name())
     statements = [
         "GRANT USAGE ON SCHEMA public TO {role}",
@@ -63,6 +70,21 @@ def grant_runtime_privileges(*, using: str) -> None:
     with connections[using].cursor() as cursor:
         for statement in statements:
             cursor.execute(sql.SQL(statement).format(role=role))
+        for table in LEDGER_TABLES:
+            cursor.execute(
+                sql.SQL("REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON {} FROM {}").format(
+                    sql.Identifier(table), role
+                )
+            )
+            # nextval/setval on the ids: nothing for the runtime role to take or skip.
+            cursor.execute("SELECT pg_get_serial_sequence(%s, 'id')", [table])
+            (sequence,) = cursor.fetchone()
+            if sequence:
+                cursor.execute(
+                    sql.SQL("REVOKE USAGE, UPDATE ON SEQUENCE {} FROM {}").format(
+                        sql.SQL(sequence), role
+                    )
+                )
 
 
 def runtime_role_problems(*, using: str = "default") -> list[str]:

@@ -142,6 +142,6 @@ class Migration(migrations.Migration):
     """Erasure touches only the user's own audit fields; the redaction function checks its
     caller; the redaction policy no longer trusts a setting any connection can set."""
 
-    dependencies = [("privacy", "0001_initial")]
+    dependencies = [("privacy", "0001_initial"), ("treasury", "0006_verified_context")]
 
     operations = [migrations.RunSQL(FORWARD, REVERSE)]

@@ -12,7 +12,14 @@ from django.db import connection
 from ledger.chart import platform_code, user_code
 from ledger.models import LedgerTransaction
 from ledger.selectors import account_balance, ledger_differences
-from ledger.services import credit, debit, post_transaction
+from ledger.services import (
+    Posting,
+    PostingStatus,
+    credit,
+    debit,
+    post_transaction,
+    post_transactions,
+)
 from tests.factories import ArtistFactory, HostFactory
 from treasury.rls import system_context
 
@@ -141,3 +148,49 @@ def test_concurrent_guarded_withdrawals_never_overdraw():
     assert len(succeeded) == 3
     with system_context():
         assert account_balance(code=payable) == 100
+
+
+@pytest.mark.usefixtures("committed_db")
+def test_eight_threads_posting_batches_to_shared_accounts_end_exact_and_deadlock_free():
+    """A batch locks the accounts of all its postings at once, in id order: two batches
+    sharing accounts queue, never wait on each other in a cycle. New hosts' accounts are
+    opened by whichever batch comes first."""
+    hosts = [HostFactory() for _ in range(4)]
+    tag = uuid.uuid4().hex[:8]
+    batches, per_batch = 5, 20
+    payables = [user_code(h.pk, "payable", "USD") for h in hosts]
+    stripe = platform_code("stripe_balance", "USD")
+    with system_context():
+        stripe_before = account_balance(code=stripe)
+
+    def work(n: int) -> None:
+        order = payables if n % 2 else list(reversed(payables))
+        for b in range(batches):
+            postings = [
+                Posting(
+                    idempotency_key=f"batch-storm:{tag}:{n}:{b}:{i}",
+                    event_source="test",
+                    entries=[
+                        debit(stripe, 100, "USD"),
+                        credit(order[i % len(order)], 60, "USD"),
+                        credit(order[(i + 1) % len(order)], 40, "USD"),
+                    ],
+                )
+                for i in range(per_batch)
+            ]
+            outcomes = post_transactions(postings=postings)
+            assert {o.status for o in outcomes} == {PostingStatus.POSTED}
+
+    errors = run_in_threads(work)
+    assert errors == []
+    total = THREADS * batches * per_batch
+    with system_context():
+        assert account_balance(code=stripe) - stripe_before == total * 100
+        assert sum(account_balance(code=code) for code in payables) == total * 100
+        assert (
+            LedgerTransaction.objects.filter(
+                idempotency_key__startswith=f"batch-storm:{tag}:"
+            ).count()
+            == total
+        )
+        assert list(ledger_differences()) == []

@@ -8,7 +8,6 @@ from django.core.management import CommandError, call_command
 from ledger.chart import platform_code, user_code
 from ledger.services import credit, debit, post_transaction
 from tests.factories import HostFactory
-from treasury.rls import system_context
 
 
 def _post_sale(host, key: str) -> None:
@@ -30,20 +29,27 @@ def test_verify_ledger_is_clean_on_a_clean_ledger(host, capsys):
     assert "ledger verified: no differences" in capsys.readouterr().out
 
 
-@pytest.mark.django_db
-def test_verify_ledger_reports_a_tampered_balance(host, raw_sql, capsys):
-    _post_sale(host, "verify:tamper")
+@pytest.mark.usefixtures("committed_db")
+def test_verify_ledger_reports_a_tampered_balance(owner_connection, capsys):
+    """Only the owner can still change a balance without posting (the runtime role cannot:
+    test_database_guarantees); verify_ledger sees it."""
+    host = HostFactory()
+    _post_sale(host, f"verify:tamper:{uuid.uuid4()}")
     code = user_code(host.pk, "payable", "USD")
-    with system_context():
-        # The maintained balance is the one column the runtime role may update.
-        raw_sql(
-            "UPDATE ledger_accounts SET balance_cents = balance_cents + 7 WHERE code = %s", [code]
-        )
-    with pytest.raises(CommandError, match="does not verify"):
-        call_command("verify_ledger")
-    out = capsys.readouterr().out
-    assert f"balance: {code}#0: expected 900, found 907" in out
-    assert "equation" in out
+    tamper = "UPDATE ledger_accounts SET balance_cents = balance_cents + %s WHERE code = %s"
+    with owner_connection.cursor() as cur:
+        cur.execute(tamper, [7, code])
+    owner_connection.commit()
+    try:
+        with pytest.raises(CommandError, match="does not verify"):
+            call_command("verify_ledger")
+        out = capsys.readouterr().out
+        assert f"balance: {code}#0: expected 900, found 907" in out
+        assert "equation" in out
+    finally:
+        with owner_connection.cursor() as cur:  # put the books back for the other tests
+            cur.execute(tamper, [-7, code])
+        owner_connection.commit()
 
 
 @pytest.mark.usefixtures("committed_db")

@@ -55,10 +55,20 @@ def test_a_forged_admin_cannot_change_a_balance(posted, raw_sql):
     code = platform_code("fee_revenue", "USD")
     with system_context():
         before = raw_sql("SELECT sum(balance_cents) FROM ledger_accounts WHERE code = %s", [code])
-    with transaction.atomic():
+    # The books: the runtime role has no UPDATE on them at all (only ledger_post writes).
+    with pytest.raises(DatabaseError, match="permission denied"), transaction.atomic():
         raw_sql("SELECT set_config('app.role', 'admin', true)")
         raw_sql("UPDATE ledger_accounts SET balance_cents = balance_cents + 100")
-        raw_sql("UPDATE users SET role = 'admin', is_staff = true")
+    # The posting function does not believe the claim either.
+    with pytest.raises(DatabaseError, match="admin or system"), transaction.atomic():
+        raw_sql("SELECT set_config('app.role', 'system', true)")
+        raw_sql(
+            "SELECT ledger_open_accounts(%s::jsonb)",
+            ['[{"code": "platform:forged:usd", "shard": 0, "kind": "asset", "currency": "USD"}]'],
+        )
+    with transaction.atomic():
+        raw_sql("SELECT set_config('app.role', 'admin', true)")
+        raw_sql("UPDATE users SET role = 'admin', is_staff = true")  # sees no row
     with system_context():
         after = raw_sql("SELECT sum(balance_cents) FROM ledger_accounts WHERE code = %s", [code])
         assert not User.objects.filter(is_staff=True, role=Role.ADMIN).exists()

@@ -4,10 +4,10 @@
    on one migrated before, they are created here, and every existing policy is rewritten to
    read `app_verified_setting(...)` instead of `current_setting(...)`, which any runtime
    connection could set for itself.
-2. The ledger's checks read every row as the system: they become SECURITY DEFINER functions
-   of the owner (their own set_config('app.role', 'system') would no longer be believed).
-3. `users.role`, `is_staff` and `is_superuser` change only under the admin or system context.
-4. Every table the runtime role can read and that holds user data gets row-level security
+   (The ledger's checks read every row as SECURITY DEFINER functions of the owner: ledger
+   0003. Inside those, app_verified_setting('app.role') answers 'system'.)
+2. `users.role`, `is_staff` and `is_superuser` change only under the admin or system context.
+3. Every table the runtime role can read and that holds user data gets row-level security
    (tests/treasury/test_table_coverage.py lists the rest, each with its reason).
 """
 
@@ -33,16 +33,6 @@ BEGIN
     END LOOP;
 END;
 $$;
-"""
-
-LEDGER_CHECKS_AS_OWNER = """
-ALTER FUNCTION ledger_assert_balanced(bigint) SECURITY DEFINER SET search_path = public;
-ALTER FUNCTION ledger_entry_matches_account() SECURITY DEFINER SET search_path = public;
-"""
-
-LEDGER_CHECKS_AS_OWNER_REVERSE = """
-ALTER FUNCTION ledger_assert_balanced(bigint) SECURITY INVOKER RESET search_path;
-ALTER FUNCTION ledger_entry_matches_account() SECURITY INVOKER RESET search_path;
 """
 
 USERS_PRIVILEGES_GUARD = f"""
@@ -156,7 +146,6 @@ class Migration(migrations.Migration):
     operations = [
         verified_context_operation(),
         migrations.RunSQL(REWRITE_POLICIES, migrations.RunSQL.noop),
-        migrations.RunSQL(LEDGER_CHECKS_AS_OWNER, LEDGER_CHECKS_AS_OWNER_REVERSE),
         migrations.RunSQL(USERS_PRIVILEGES_GUARD, USERS_PRIVILEGES_GUARD_REVERSE),
         migrations.RunPython(cover_tables, uncover_tables),
     ]
