@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -269,3 +270,23 @@ def overall(scores: list[Score]) -> Score:
         sum(s.flagged for s in scores),
         sum(s.hits for s in scores),
     )
+
+
+@contextmanager
+def ledger_drills(using: str = "owner") -> Iterator[None]:
+    """Turn ledger drills on for a block (committed by the owner, so the runtime role's
+    transaction sees it), and off again afterwards whatever happens."""
+    from django.db import connections
+
+    with connections[using].cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO treasury_private.ledger_drills DEFAULT VALUES ON CONFLICT DO NOTHING"
+            " RETURNING singleton"
+        )
+        turned_on = cursor.fetchone() is not None
+    try:
+        yield
+    finally:
+        if turned_on:
+            with connections[using].cursor() as cursor:
+                cursor.execute("DELETE FROM treasury_private.ledger_drills")

@@ -170,15 +170,11 @@ class SyntheticBooks:
         return event_id
 
     def tamper_balance(self, *, user: User, cents: int) -> str:
-        """Break the books behind post_transaction's back (the maintained balance is the one
-        column the runtime role may update): what verify_ledger exists to catch."""
+        """Break the books behind the posting function's back: what verify_ledger exists to
+        catch. Only where the owner turned drills on (anomalies/migrations/0004)."""
         from django.db import connection
 
         code = user_code(user.pk, "payable", self.currency)
         with system_context(), connection.cursor() as cursor:
-            cursor.execute(
-                "UPDATE ledger_accounts SET balance_cents = balance_cents + %s"
-                " WHERE code = %s AND shard = 0",
-                [cents, code],
-            )
+            cursor.execute("SELECT ledger_drill_shift_balance(%s, 0, %s)", [code, cents])
         return code

@@ -13,7 +13,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 
-from anomalies.evaluation import build_history, overall, run_evaluation
+from anomalies.evaluation import build_history, ledger_drills, overall, run_evaluation
 
 
 class ProgressBar:
@@ -51,7 +51,7 @@ class Command(BaseCommand):
             options["hosts"] = 7  # one host per planted case, and one that stays ordinary
         started = time.monotonic()
         progress = ProgressBar(sys.stderr if options["verbosity"] < 2 else self.stdout)
-        with transaction.atomic():
+        with ledger_drills(), transaction.atomic():
             history = build_history(
                 seed=options["seed"],
                 hosts=options["hosts"],
