@@ -178,9 +178,7 @@ def test_jpy_amounts_have_no_decimals(signed_in, host):
         ("1,000", "en-US", 100000),
     ],
 )
-def test_an_amount_reads_one_way_in_any_locale(
-    signed_in, host, amount, accept_language, cents
-):
+def test_an_amount_reads_one_way_in_any_locale(signed_in, host, amount, accept_language, cents):
     book_sale(host, 200000)
     completed_account(host)
     response = request_payout(
@@ -270,9 +268,7 @@ def test_confirming_twice_is_one_payout(signed_in, earning_host):
         assert Payout.objects.filter(user=earning_host).count() == 1
 
 
-def test_a_balance_spent_between_quote_and_confirmation_is_a_form_error(
-    signed_in, earning_host
-):
+def test_a_balance_spent_between_quote_and_confirmation_is_a_form_error(signed_in, earning_host):
     client = signed_in(earning_host)
     late = confirmation_of(client.post("/me/payouts/", payout_form("100")))
     request_payout(client, payout_form("50", idempotency_key="page:first"))
