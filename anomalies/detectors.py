@@ -25,6 +25,7 @@ from django.db import connection
 
 from anomalies.findings import Finding
 from anomalies.models import Severity, SubjectType
+from treasury.money_format import format_money
 
 Detector = Callable[..., list[Finding]]
 DETECTORS: dict[str, Detector] = {}
@@ -153,8 +154,9 @@ def detect_duplicate_charges(*, since: datetime, until: datetime) -> list[Findin
                 severity=Severity.MEDIUM,
                 score=round(1 - minutes / (gap.total_seconds() / 60) / 2, 4),
                 description=(
-                    f"buyer {charge.buyer_id} paid host {charge.host_id} {charge.gross_cents}"
-                    f" {charge.currency} twice within {minutes:.1f} minutes (transactions"
+                    f"buyer {charge.buyer_id} paid host {charge.host_id}"
+                    f" {format_money(charge.gross_cents, charge.currency)} twice within"
+                    f" {minutes:.1f} minutes (transactions"
                     f" {first.transaction_id} and {charge.transaction_id})"
                 ),
                 observed_at=charge.at,
@@ -259,8 +261,9 @@ def detect_payout_velocity(*, since: datetime, until: datetime) -> list[Finding]
                     severity=Severity.HIGH if multiple >= 2 * factor else Severity.MEDIUM,
                     score=round(min(1.0, multiple / (4 * factor)), 4),
                     description=(
-                        f"{day_cents} {currency} paid out to {user_id} in 24 hours:"
-                        f" {multiple:.1f}x their average payout of {total // len(earlier)}"
+                        f"{format_money(day_cents, currency)} paid out to {user_id} in 24 hours:"
+                        f" {multiple:.1f}x their average payout of"
+                        f" {format_money(total // len(earlier), currency)}"
                     ),
                     observed_at=payout.at,
                     features={
@@ -313,7 +316,8 @@ def detect_split_change_before_payout(*, since: datetime, until: datetime) -> li
                 severity=Severity.HIGH,
                 score=round(1 - hours_before / hours / 2, 4),
                 description=(
-                    f"payout {payout.payout_id} of {payout.amount_cents} {payout.currency} to"
+                    f"payout {payout.payout_id} of"
+                    f" {format_money(payout.amount_cents, payout.currency)} to"
                     f" {payout.user_id} {hours_before:.1f} hours after split rule"
                     f" {', '.join(f'{pk} v{version}' for pk, version, _ in changed)} changed"
                 ),
@@ -368,7 +372,8 @@ def detect_negative_balance_growing(*, since: datetime, until: datetime) -> list
                 severity=Severity.HIGH if before_cents < 0 else Severity.MEDIUM,
                 score=round(min(1.0, growth / max(abs(after_cents), 1)), 4),
                 description=(
-                    f"{code} went from {before_cents} to {after_cents} {currency}: the"
+                    f"{code} went from {format_money(before_cents, currency)} to"
+                    f" {format_money(after_cents, currency)}: the"
                     " recipient owes the platform more and more"
                 ),
                 observed_at=last_debit,

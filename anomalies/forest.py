@@ -37,6 +37,7 @@ from anomalies.detectors import (
 )
 from anomalies.findings import Finding
 from anomalies.models import Severity, SubjectType
+from treasury.money_format import format_money
 
 KINDS = ("charge", "payout")
 CHARGE_FEATURES = (
@@ -320,7 +321,7 @@ def findings_for(
                 severity=Severity.MEDIUM if score >= threshold + 0.1 else Severity.LOW,
                 score=round(score, 4),
                 description=(
-                    f"unusual {sample.kind} of {sample.amount_cents} {sample.currency}"
+                    f"unusual {sample.kind} of {format_money(sample.amount_cents, sample.currency)}"
                     f" (isolation forest score {score:.2f} >= {threshold:.2f})"
                 ),
                 observed_at=sample.at,

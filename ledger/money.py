@@ -16,16 +16,13 @@ from babel.core import get_global
 from babel.numbers import get_currency_precision, get_territory_currencies, list_currencies
 
 from treasury.errors import InvalidInput
+from treasury.money_format import MAX_AMOUNT_MINOR
 
 # Codes CLDR knows that are not money one can be paid in (testing, precious metals, funds).
 NON_MONEY_CODES = frozenset({"XXX", "XTS", "XAU", "XAG", "XPT", "XPD", "XDR", "XSU", "XUA"})
 
-# The largest amount any one input may carry, in minor units: a trillion (USD 10 billion,
-# JPY 1 trillion), far above any one charge, payout or adjustment, and far below BIGINT's
-# 2**63 - 1, so that balances and daily totals summing nine million such amounts still fit.
-# Every amount a client, an admin or a form sends is checked against it (a 400 naming the
-# field), before it can reach a BIGINT column or a sum.
-MAX_AMOUNT_MINOR = 10**12
+# The largest amount any one input may carry: one bound for the API, the pages and the admin
+# (defined with the pages' parser in treasury/money_format.py).
 
 
 @cache

@@ -50,6 +50,7 @@ from monitoring.reconciliation import (
 )
 from treasury.errors import Conflict, Forbidden, InvalidInput, NotFound
 from treasury.models import User
+from treasury.money_format import format_money
 from treasury.rls import system_context
 from treasury.services import record_audit, snapshot
 from treasury.stripe.client import as_dict, stripe_client
@@ -560,7 +561,7 @@ def _check_stuck_payouts(summary: CheckSummary) -> None:
                 f"Payout {payout.payout_id} stuck {payout.status} for more than {minutes} minutes"
             ),
             message=(
-                f"{payout.amount_cents} {payout.currency} minor units, {payout.status} since"
+                f"{format_money(payout.amount_cents, payout.currency)}, {payout.status} since"
                 f" {payout.since:%Y-%m-%d %H:%M} UTC"
             ),
             details={

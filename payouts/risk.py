@@ -24,6 +24,7 @@ from django.db.models import Q, Sum
 from ledger.chart import user_code
 from ledger.models import LedgerEntry, Side
 from treasury.models import User
+from treasury.money_format import format_money
 
 # Weights in basis points: what each finding adds to the score (10,000 = hold whatever the
 # threshold).
@@ -136,8 +137,9 @@ def payout_velocity(request: PayoutRequest) -> RiskSignal | None:
         return RiskSignal(
             "payout_velocity",
             VELOCITY_WEIGHT,
-            f"{request.amount_cents} is over {VELOCITY_FACTOR}x the average of the last"
-            f" {count} payouts ({total // count} {request.currency})",
+            f"{format_money(request.amount_cents, request.currency)} is over {VELOCITY_FACTOR}x the"
+            f" average of the last {count} payouts"
+            f" ({format_money(total // count, request.currency)})",
         )
     return None
 

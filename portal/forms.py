@@ -13,12 +13,19 @@ from django.utils import timezone
 
 from ledger.money import normalize_currency
 from payouts.models import PayoutMethod
-from portal.money import BadAmount, format_bps, parse_amount, parse_share_bps
 from portal.selectors import CHART_DAYS, ENTRY_KINDS
 from reporting.models import ReportFormat
 from reporting.services import EARLIEST_TAX_YEAR
 from splits.terms import BPS_WHOLE, MAX_RECIPIENTS
 from treasury.errors import TreasuryError
+from treasury.money_format import (
+    DEFAULT_LOCALE,
+    BadAmount,
+    example_amount,
+    format_bps,
+    parse_amount,
+    parse_share_bps,
+)
 
 
 def add_service_error(
@@ -77,13 +84,14 @@ class ChartForm(forms.Form):
 
 
 class PayoutRequestForm(forms.Form):
-    """An amount in the currency's major unit ("120.50"), or everything available."""
+    """An amount in the currency's major unit ("120.50", or "120,50" where a comma is the
+    decimal mark), or everything available. Read in the reader's locale
+    (treasury.money_format): an amount that reads two ways is refused, never guessed."""
 
     currency = forms.ChoiceField()
     amount = forms.CharField(
         required=False,
         max_length=32,
-        help_text="In the currency's units, e.g. 120.50. Leave empty with “everything available”.",
         widget=forms.TextInput(attrs={"inputmode": "decimal", "autocomplete": "off"}),
     )
     everything = forms.BooleanField(required=False, label="Everything available")
@@ -97,10 +105,17 @@ class PayoutRequestForm(forms.Form):
     # payouts service returns the first payout instead of paying twice.
     idempotency_key = forms.CharField(widget=forms.HiddenInput, max_length=100)
 
-    def __init__(self, *args: Any, currencies: list[str], **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, currencies: list[str], locale: str = DEFAULT_LOCALE, **kwargs: Any
+    ) -> None:
         kwargs.setdefault("initial", {}).setdefault("idempotency_key", f"page:{uuid.uuid4()}")
         super().__init__(*args, **kwargs)
+        self.locale = locale
         self.fields["currency"].choices = [(c, c) for c in currencies]
+        self.fields["amount"].help_text = (
+            f"In the currency's units, e.g. {example_amount(locale)}."
+            " Leave empty with “everything available”."
+        )
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
@@ -113,7 +128,7 @@ class PayoutRequestForm(forms.Form):
             self.add_error("amount", "enter an amount, or tick “everything available”")
         elif currency:
             try:
-                data["amount_cents"] = parse_amount(text, currency)
+                data["amount_cents"] = parse_amount(text, currency, locale=self.locale)
             except BadAmount as exc:
                 self.add_error("amount", str(exc))
         return data
@@ -144,9 +159,13 @@ class RecipientForm(forms.Form):
         widget=forms.TextInput(attrs={"inputmode": "decimal", "class": "share"}),
     )
 
+    def __init__(self, *args: Any, locale: str = DEFAULT_LOCALE, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.locale = locale
+
     def clean_share(self) -> int:
         try:
-            return parse_share_bps(self.cleaned_data["share"])
+            return parse_share_bps(self.cleaned_data["share"], locale=self.locale)
         except BadAmount as exc:
             raise forms.ValidationError(str(exc)) from exc
 

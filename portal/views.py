@@ -9,11 +9,13 @@ the request's transaction back: a bad amount or share changes nothing.
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.mixins import LoginRequiredMixin
+from django.core import signing
 from django.core.paginator import Page, Paginator
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
@@ -24,6 +26,7 @@ from ledger import selectors as ledger_selectors
 from ledger.money import minor_units
 from payouts import selectors as payout_selectors
 from payouts import services as payout_services
+from payouts.models import PayoutMethod
 from portal import selectors
 from portal.forms import (
     ChartForm,
@@ -45,6 +48,7 @@ from splits import services as split_services
 from splits.models import SplitRule
 from treasury.errors import NotFound, TreasuryError
 from treasury.models import RECIPIENT_ROLES, User
+from treasury.money_format import format_input, format_money, request_locale
 from treasury.stripe import selectors as stripe_selectors
 from treasury.stripe import services as stripe_services
 from treasury.stripe.models import OnboardingStatus, StripeAccount
@@ -160,7 +164,58 @@ class EntriesView(RecipientPage):
 # --- payouts ---
 
 
+# What a payout's confirmation is good for: long enough to read it, short enough that the
+# balance it was checked against is still today's.
+PAYOUT_CONFIRMATION_MAX_AGE = 15 * 60
+PAYOUT_CONFIRMATION_SALT = "portal.payout-confirmation"
+PAYOUT_ARRIVAL = {
+    "standard": "Usually within 2 business days: the transfer to your Stripe account is"
+    " immediate, then Stripe pays your bank on its schedule.",
+    "instant": "Within about 30 minutes, to your debit card or bank account.",
+}
+
+
+@dataclass(frozen=True)
+class PayoutQuote:
+    """What the person is asked to confirm, exactly as it will be requested."""
+
+    user_id: str
+    currency: str
+    amount_cents: int
+    fee_cents: int
+    method: str
+    idempotency_key: str
+
+    @property
+    def net_cents(self) -> int:
+        return self.amount_cents - self.fee_cents
+
+    @property
+    def arrival(self) -> str:
+        return PAYOUT_ARRIVAL.get(self.method, "")
+
+    def token(self) -> str:
+        return signing.dumps(asdict(self), salt=PAYOUT_CONFIRMATION_SALT, compress=True)
+
+    @classmethod
+    def from_token(cls, token: str, *, user: User) -> PayoutQuote | None:
+        """The quote this user was shown, or None if it is not theirs, was altered, or is
+        older than PAYOUT_CONFIRMATION_MAX_AGE."""
+        try:
+            data = signing.loads(
+                token, salt=PAYOUT_CONFIRMATION_SALT, max_age=PAYOUT_CONFIRMATION_MAX_AGE
+            )
+            quote = cls(**data)
+        except (signing.BadSignature, TypeError, ValueError):
+            return None
+        return quote if quote.user_id == str(user.pk) else None
+
+
 class PayoutsView(RecipientPage):
+    """Two steps: the form's POST only quotes the payout (amount, fee, what arrives, when)
+    and shows it for confirmation; the confirmation's POST (a signed quote) requests it.
+    Nothing is requested before the person has read the amount as the page understood it."""
+
     template = "portal/payouts.html"
 
     def _render(self, form: PayoutRequestForm, status: int = 200) -> HttpResponse:
@@ -181,29 +236,120 @@ class PayoutsView(RecipientPage):
     def _currencies(self) -> list[str]:
         return payout_selectors.payout_currencies(user=self.user)
 
+    def _form(self, data: Any = None, **kwargs: Any) -> PayoutRequestForm:
+        return PayoutRequestForm(
+            data, currencies=self._currencies(), locale=request_locale(self.request), **kwargs
+        )
+
     def get(self, request: HttpRequest) -> HttpResponse:
-        return self._render(PayoutRequestForm(currencies=self._currencies()))
+        # "Change" on the confirmation comes back here with what was typed.
+        initial = {k: request.GET[k] for k in ("currency", "amount", "method") if k in request.GET}
+        return self._render(self._form(initial=initial))
 
     def post(self, request: HttpRequest) -> HttpResponse:
-        form = PayoutRequestForm(request.POST, currencies=self._currencies())
+        if "confirmation" in request.POST:
+            return self._confirmed(request.POST["confirmation"])
+        form = self._form(request.POST)
         if not form.is_valid():
             return self._render(form, FORM_REFUSED)
+        quote = self._quote(form)
+        if quote is None:
+            return self._render(form, FORM_REFUSED)
+        return render(
+            request,
+            "portal/payout_confirm.html",
+            {
+                "quote": quote,
+                "token": quote.token(),
+                "change_query": urlencode(
+                    {
+                        "currency": quote.currency,
+                        "amount": format_input(
+                            quote.amount_cents, quote.currency, locale=request_locale(request)
+                        ),
+                        "method": quote.method,
+                    }
+                ),
+            },
+        )
+
+    def _quote(self, form: PayoutRequestForm) -> PayoutQuote | None:
+        """The payout as it would be requested now, or None with the reason on the form.
+        The payouts service checks all of it again when the confirmation comes."""
         data = form.cleaned_data
+        currency, method = data["currency"], data["method"]
+        account = _connected_account(self.user)
+        if account is None or account.onboarding_status != OnboardingStatus.COMPLETED:
+            form.add_error(
+                None, "payouts need a connected Stripe account with onboarding completed"
+            )
+            return None
+        available = payout_selectors.available_balance(user=self.user, currency=currency)
+        amount = available if data["amount_cents"] is None else data["amount_cents"]
+        if amount <= 0:
+            form.add_error("amount", f"nothing is available for payout in {currency}")
+            return None
+        if amount > available:
+            form.add_error(
+                "amount",
+                f"{format_money(amount, currency)} exceeds the available balance of"
+                f" {format_money(available, currency)}",
+            )
+            return None
+        fee = 0
+        if method == PayoutMethod.INSTANT:
+            fee = payout_services.instant_fee_cents(amount_cents=amount, currency=currency)
+        if fee >= amount:
+            form.add_error(
+                "amount",
+                f"an instant payout of {format_money(amount, currency)} does not cover its fee"
+                f" of {format_money(fee, currency)}",
+            )
+            return None
+        return PayoutQuote(
+            user_id=str(self.user.pk),
+            currency=currency,
+            amount_cents=amount,
+            fee_cents=fee,
+            method=method,
+            idempotency_key=data["idempotency_key"],
+        )
+
+    def _refused(self, initial: dict[str, str], error: TreasuryError | str) -> HttpResponse:
+        """A new form (a new idempotency key), filled in with `initial`, saying why."""
+        form = self._form(initial=initial)
+        form.cleaned_data = {}  # an unbound form takes errors only once it has this
+        if isinstance(error, TreasuryError):
+            add_service_error(
+                form, error, {"amount_cents": "amount", "currency": "currency", "method": "method"}
+            )
+        else:
+            form.add_error(None, error)
+        return self._render(form, FORM_REFUSED)
+
+    def _confirmed(self, token: str) -> HttpResponse:
+        request = self.request
+        quote = PayoutQuote.from_token(token, user=self.user)
+        if quote is None:
+            return self._refused(
+                {},
+                "This confirmation is no longer valid (it is older than 15 minutes or was"
+                " changed). Enter the amount again.",
+            )
         try:
+            # The exact amount confirmed, never "everything": what the person read is paid.
             payout = payout_services.initiate_payout(
                 user=self.user,
-                amount_cents=data["amount_cents"],
-                currency=data["currency"],
-                method=data["method"],
-                idempotency_key=data["idempotency_key"],
+                amount_cents=quote.amount_cents,
+                currency=quote.currency,
+                method=quote.method,
+                idempotency_key=quote.idempotency_key,
             )
         except TreasuryError as exc:
-            add_service_error(
-                form,
-                exc,
-                {"amount_cents": "amount", "currency": "currency", "method": "method"},
+            typed = format_input(quote.amount_cents, quote.currency, locale=request_locale(request))
+            return self._refused(
+                {"currency": quote.currency, "amount": typed, "method": quote.method}, exc
             )
-            return self._render(form, FORM_REFUSED)
         if payout.status == "held":
             messages.warning(request, f"Payout #{payout.pk} is held for a review by our team.")
         else:
@@ -286,7 +432,9 @@ class SplitRuleFormView(RecipientPage):
     def post(self, request: HttpRequest, rule_id: int | None = None) -> HttpResponse:
         rule = self._current(rule_id)
         form = SplitRuleForm(request.POST)
-        recipients = RecipientFormSet(request.POST, prefix="recipients")
+        recipients = RecipientFormSet(
+            request.POST, prefix="recipients", form_kwargs={"locale": request_locale(request)}
+        )
         if not (form.is_valid() and recipients.is_valid()):
             return self._render(form, recipients, rule, FORM_REFUSED)
         values = {

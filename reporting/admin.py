@@ -1,4 +1,5 @@
-"""Reports and VAT invoices in the admin: read-only; a failed report can be retried."""
+"""Reports, VAT invoices and credit notes in the admin: read-only, amounts in major units; a
+failed report can be retried."""
 
 from __future__ import annotations
 
@@ -8,9 +9,18 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from reporting.models import InvoiceCounter, Report, ReportStatus, VatInvoice, VatInvoiceLine
+from reporting.models import (
+    InvoiceCounter,
+    Report,
+    ReportStatus,
+    VatCreditNote,
+    VatCreditNoteLine,
+    VatInvoice,
+    VatInvoiceLine,
+)
 from reporting.services import retry_report
 from treasury.errors import TreasuryError
+from treasury.money_format import format_money
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -57,9 +67,28 @@ class ReportAdmin(ReadOnlyAdmin):
         self.message_user(request, f"{retried} report(s) queued again.", messages.SUCCESS)
 
 
-class VatInvoiceLineInline(admin.TabularInline):
+class MoneyColumns:
+    """net / vat / gross in major units with the currency's symbol."""
+
+    def _currency(self, row: Any) -> str:
+        return row.currency if hasattr(row, "currency") else row.invoice.currency
+
+    @admin.display(description="Net", ordering="net_cents")
+    def net(self, row: Any) -> str:
+        return format_money(row.net_cents, self._currency(row))
+
+    @admin.display(description="VAT", ordering="vat_cents")
+    def vat(self, row: Any) -> str:
+        return format_money(row.vat_cents, self._currency(row))
+
+    @admin.display(description="Gross", ordering="gross_cents")
+    def gross(self, row: Any) -> str:
+        return format_money(row.gross_cents, self._currency(row))
+
+
+class VatInvoiceLineInline(MoneyColumns, admin.TabularInline):
     model = VatInvoiceLine
-    fields = ["reference_id", "supplied_at", "description", "net_cents", "vat_cents", "gross_cents"]
+    fields = ["reference_id", "supplied_at", "description", "net", "vat", "gross"]
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -69,16 +98,16 @@ class VatInvoiceLineInline(admin.TabularInline):
 
 
 @admin.register(VatInvoice)
-class VatInvoiceAdmin(ReadOnlyAdmin):
+class VatInvoiceAdmin(MoneyColumns, ReadOnlyAdmin):
     list_display = [
         "invoice_number",
         "host",
         "currency",
         "country",
         "rate_bps",
-        "net_cents",
-        "vat_cents",
-        "gross_cents",
+        "net",
+        "vat",
+        "gross",
         "period_start",
         "period_end",
         "issued_at",
@@ -87,6 +116,38 @@ class VatInvoiceAdmin(ReadOnlyAdmin):
     search_fields = ["invoice_number", "host__email"]
     list_select_related = ["host"]
     inlines = [VatInvoiceLineInline]
+
+
+class VatCreditNoteLineInline(MoneyColumns, admin.TabularInline):
+    model = VatCreditNoteLine
+    fields = ["reference_id", "description", "net", "vat", "gross"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def _currency(self, row: Any) -> str:
+        return row.credit_note.currency
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(VatCreditNote)
+class VatCreditNoteAdmin(MoneyColumns, ReadOnlyAdmin):
+    list_display = [
+        "credit_note_number",
+        "invoice",
+        "host",
+        "currency",
+        "net",
+        "vat",
+        "gross",
+        "issued_at",
+    ]
+    list_filter = ["series", "currency", "country"]
+    search_fields = ["credit_note_number", "invoice__invoice_number", "host__email"]
+    list_select_related = ["host", "invoice"]
+    inlines = [VatCreditNoteLineInline]
 
 
 @admin.register(InvoiceCounter)

@@ -222,3 +222,96 @@ class VatInvoiceLine(models.Model):
 
     def __str__(self) -> str:
         return f"{self.invoice_id}: {self.description}"
+
+
+class VatCreditNote(models.Model):
+    """A correction to an invoice: the fee it billed was reduced afterwards (a refund, a
+    lost dispute), and the credit note gives back that part of the fee and of its VAT.
+    Numbered gap-free in a series of its own (`<invoice series>-CN`), never edited."""
+
+    id = models.BigAutoField(primary_key=True)
+    series = models.CharField(max_length=64)
+    number = models.BigIntegerField()
+    credit_note_number = models.CharField(max_length=100, unique=True)  # "<series>-<number>"
+    invoice = models.ForeignKey(VatInvoice, on_delete=models.PROTECT, related_name="credit_notes")
+    host = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="vat_credit_notes"
+    )
+    currency = models.CharField(max_length=3)
+    country = models.CharField(max_length=2)
+    rate_bps = models.PositiveIntegerField()
+    prices_include_vat = models.BooleanField()
+    # The fee given back, as the ledger took it back (the gross when prices include VAT,
+    # else the net), and the document's amounts.
+    fee_cents = models.BigIntegerField()
+    net_cents = models.BigIntegerField()
+    vat_cents = models.BigIntegerField()
+    gross_cents = models.BigIntegerField()
+    seller = models.JSONField(encoder=DjangoJSONEncoder)
+    buyer = models.JSONField(encoder=DjangoJSONEncoder)
+    report = models.ForeignKey(
+        Report, null=True, blank=True, on_delete=models.PROTECT, related_name="vat_credit_notes"
+    )
+    issued_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "vat_credit_notes"
+        ordering = ["series", "number"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["series", "number"], name="vat_credit_notes_series_number"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(number__gt=0), name="vat_credit_notes_number_positive"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(gross_cents=models.F("net_cents") + models.F("vat_cents")),
+                name="vat_credit_notes_gross_is_net_plus_vat",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(fee_cents__gt=0, net_cents__gte=0, vat_cents__gte=0),
+                name="vat_credit_notes_amounts",
+            ),
+        ]
+        indexes = [models.Index(fields=["host", "issued_at"])]
+
+    def __str__(self) -> str:
+        return self.credit_note_number
+
+
+class VatCreditNoteLine(models.Model):
+    """What one invoice line's fee was reduced by since it (or its last credit) was issued."""
+
+    id = models.BigAutoField(primary_key=True)
+    credit_note = models.ForeignKey(VatCreditNote, on_delete=models.PROTECT, related_name="lines")
+    invoice_line = models.ForeignKey(
+        VatInvoiceLine, on_delete=models.PROTECT, related_name="credit_note_lines"
+    )
+    # The invoice's host, copied so that row-level security filters lines without a join.
+    host = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    reference_id = models.CharField(max_length=255, blank=True)  # the Stripe charge id
+    description = models.CharField(max_length=500)
+    # What reduced the fee: ledger transaction ids (refunds, reversals) and dispute ids.
+    reductions = models.JSONField(default=dict, encoder=DjangoJSONEncoder)
+    rate_bps = models.PositiveIntegerField()
+    fee_cents = models.BigIntegerField()
+    net_cents = models.BigIntegerField()
+    vat_cents = models.BigIntegerField()
+    gross_cents = models.BigIntegerField()
+
+    class Meta:
+        db_table = "vat_credit_note_lines"
+        ordering = ["credit_note", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(gross_cents=models.F("net_cents") + models.F("vat_cents")),
+                name="vat_credit_note_lines_gross_is_net_plus_vat",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(fee_cents__gt=0, net_cents__gte=0, vat_cents__gte=0),
+                name="vat_credit_note_lines_amounts",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.credit_note_id}: {self.description}"

@@ -8,8 +8,9 @@ day after `end`, 00:00 UTC, exclusive; a tax year is January 1 to December 31, U
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from uuid import UUID
@@ -19,7 +20,13 @@ from django.db.models import F, Func, QuerySet, TextField
 from django.db.models.functions import Cast
 
 from ledger import selectors as ledger_selectors
-from reporting.models import Report, ReportStatus, VatInvoice
+from reporting.models import (
+    Report,
+    ReportStatus,
+    VatCreditNote,
+    VatInvoice,
+    VatInvoiceLine,
+)
 from treasury.errors import NotFound
 
 # --- the caller's reports ---
@@ -193,6 +200,146 @@ def invoices_for_period(
     if host_id:
         rows = rows.filter(host_id=host_id)
     return rows.select_related("host").prefetch_related("lines").order_by("series", "number")
+
+
+def credit_notes_for_period(
+    *,
+    period_start: date,
+    period_end: date,
+    currency: str | None = None,
+    host_id: UUID | str | None = None,
+) -> QuerySet[VatCreditNote]:
+    """Credit notes of the invoices issued for exactly this period."""
+    rows = VatCreditNote.objects.filter(
+        invoice__period_start=period_start, invoice__period_end=period_end
+    )
+    if currency:
+        rows = rows.filter(currency=currency)
+    if host_id:
+        rows = rows.filter(host_id=host_id)
+    return (
+        rows.select_related("invoice", "host")
+        .prefetch_related("lines")
+        .order_by("series", "number")
+    )
+
+
+def invoice_lines_for_period(
+    *,
+    period_start: date,
+    period_end: date,
+    currency: str | None = None,
+    host_id: UUID | str | None = None,
+) -> QuerySet[VatInvoiceLine]:
+    """The lines of the invoices issued for exactly this period, with what has been
+    credited on each so far."""
+    rows = VatInvoiceLine.objects.filter(
+        invoice__period_start=period_start, invoice__period_end=period_end
+    )
+    if currency:
+        rows = rows.filter(invoice__currency=currency)
+    if host_id:
+        rows = rows.filter(host_id=host_id)
+    return (
+        rows.select_related("invoice", "ledger_transaction")
+        .prefetch_related("credit_note_lines")
+        .order_by("invoice__series", "invoice__number", "id")
+    )
+
+
+@dataclass
+class FeeReduction:
+    """How much of a charge's platform fee the books have taken back since the charge, and
+    what took it: refunds and reversals of the charge (their net debit to fee revenue) and
+    the platform's part of a lost dispute (the fee share of the funds the buyer got back)."""
+
+    cents: int = 0
+    transactions: list[int] = field(default_factory=list)
+    disputes: list[str] = field(default_factory=list)
+    kinds: list[str] = field(default_factory=list)
+
+    def add(self, cents: int, kind: str) -> None:
+        self.cents += cents
+        if kind not in self.kinds:
+            self.kinds.append(kind)
+
+
+FEE_REVENUE_CODE_PREFIX = "platform:fee_revenue:"
+
+
+def fee_reductions(*, lines: list[VatInvoiceLine]) -> dict[int, FeeReduction]:
+    """Per invoice line (its pk): what reduced the invoiced charge's fee, read from the
+    refund and dispute records and the ledger postings they point to."""
+    from disputes.models import Dispute, DisputeStatus, Refund
+    from disputes.selectors import booked_refunded_cents
+    from disputes.shares import ChargeSplit, dispute_shares
+    from ledger.models import LedgerEntry, LedgerTransaction, Side
+    from treasury.stripe.models import StripeCharge
+
+    by_charge_txn = {line.ledger_transaction_id: line for line in lines}
+    by_charge_id = {
+        line.ledger_transaction.reference_id: line
+        for line in lines
+        if line.ledger_transaction.reference_id
+    }
+    reductions: dict[int, FeeReduction] = defaultdict(FeeReduction)
+    # The postings that may give fee revenue back: a refund's (and a failed refund's, which
+    # gives it back to the platform: a negative reduction), and any reversal of the charge.
+    owner: dict[int, tuple[VatInvoiceLine, str]] = {}
+    for refund in Refund.objects.filter(charge_id__in=list(by_charge_id)):
+        line = by_charge_id[refund.charge_id]
+        for txn_id in (refund.ledger_transaction_id, refund.failure_transaction_id):
+            if txn_id is not None:
+                owner[txn_id] = (line, "refunded")
+    for txn_id, reversed_id in LedgerTransaction.objects.filter(
+        reverses_id__in=list(by_charge_txn)
+    ).values_list("id", "reverses_id"):
+        owner.setdefault(txn_id, (by_charge_txn[reversed_id], "reversed"))
+    net: dict[int, int] = defaultdict(int)
+    for txn_id, side, cents in LedgerEntry.objects.filter(
+        transaction_id__in=list(owner), account__code__startswith=FEE_REVENUE_CODE_PREFIX
+    ).values_list("transaction_id", "type", "amount_cents"):
+        net[txn_id] += cents if side == Side.DEBIT else -cents
+    for txn_id in sorted(owner):
+        line, kind = owner[txn_id]
+        if net.get(txn_id):
+            reduction = reductions[line.pk]
+            reduction.add(net[txn_id], kind)
+            reduction.transactions.append(txn_id)
+    # A lost dispute: the buyer's bank took the disputed funds back for good, the
+    # platform's part of them (split like a refund, after what was refunded) is fee it no
+    # longer keeps. Funds disputed beyond what was left unrefunded are no fee.
+    lost = Dispute.objects.filter(
+        charge_id__in=list(by_charge_id),
+        status=DisputeStatus.LOST,
+        opened_transaction__isnull=False,
+    ).order_by("id")
+    charges = {
+        c.stripe_charge_id: c
+        for c in StripeCharge.objects.filter(stripe_charge_id__in={d.charge_id for d in lost})
+    }
+    for dispute in lost:
+        charge = charges.get(dispute.charge_id)
+        if charge is None or not charge.allocation:
+            continue
+        split = ChargeSplit.from_allocation_json(charge.allocation)
+        refunded = booked_refunded_cents(charge=charge)
+        shares = dispute_shares(
+            charge=split,
+            refunded_cents=refunded,
+            disputed_cents=dispute.withdrawn_cents,
+            fee_cents=0,
+            fee_bearer=dispute.fee_bearer,
+        )
+        beyond = dispute.withdrawn_cents - min(
+            dispute.withdrawn_cents, max(split.amount_cents - refunded, 0)
+        )
+        fee_part = shares.platform_cents - beyond
+        if fee_part > 0:
+            reduction = reductions[by_charge_id[dispute.charge_id].pk]
+            reduction.add(fee_part, "dispute lost")
+            reduction.disputes.append(dispute.stripe_dispute_id)
+    return dict(reductions)
 
 
 # --- ledger export ---

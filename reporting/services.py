@@ -365,7 +365,8 @@ def invoice_series(*, issued_on: date) -> str:
     return settings.REPORTING_INVOICE_SERIES.format(year=issued_on.year)
 
 
-def _lock_counter(series: str) -> InvoiceCounter:
+def lock_counter(series: str) -> InvoiceCounter:
+    """The series' counter row, created at 0 if new, locked until the transaction ends."""
     with connection.cursor() as cursor:
         cursor.execute(
             "INSERT INTO vat_invoice_counters (series, last_number, updated_at)"
@@ -402,7 +403,7 @@ def issue_vat_invoices(
     issued_at = timezone.now()
     series = invoice_series(issued_on=issued_at.date())
     with system_context():
-        counter = _lock_counter(series)
+        counter = lock_counter(series)
         fees = pd.DataFrame(
             selectors.uninvoiced_fees(
                 period_start=period_start,

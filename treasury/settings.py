@@ -283,6 +283,11 @@ SILENCED_SYSTEM_CHECKS = ["auth.W004"]
 # sub-accounts so concurrent charges do not queue on one row lock. Raising it is safe;
 # lowering it leaves the extra shards in use for old postings (balances still sum them).
 LEDGER_HOT_ACCOUNT_SHARDS = env.int("LEDGER_HOT_ACCOUNT_SHARDS", default=8)
+# The admin's "Post adjustment" asks for a second, explicit confirmation when the debits of
+# any one currency exceed this many minor units (default 10,000.00 of a two-decimal currency).
+LEDGER_ADJUSTMENT_CONFIRM_ABOVE_MINOR = env.int(
+    "LEDGER_ADJUSTMENT_CONFIRM_ABOVE_MINOR", default=1_000_000
+)
 
 # --- Splits ---
 # The platform's default terms: the rule a charge is split by when its owner has no default

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from django import template
 
-from portal.money import format_bps, format_money
 from portal.selectors import ENTRY_KINDS
+from treasury.money_format import format_bps, format_money
 
 register = template.Library()
 

@@ -1,18 +1,23 @@
-"""One VAT invoice as a PDF (fpdf2), rendered from the invoice's rows alone.
+"""VAT invoices and credit notes as PDFs (fpdf2), rendered from their rows alone.
 
-fpdf2's built-in Helvetica covers Latin-1; other characters in names are transliterated
-(or replaced with '?') rather than shipping a font file.
+A line's description is printed whole, wrapped in its cell (a charge id is how a host finds
+the sale a fee was for; cutting it off made it useless). fpdf2's built-in Helvetica covers
+Latin-1; other characters in names are transliterated (or replaced with '?') rather than
+shipping a font file.
 """
 
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 from fpdf import FPDF
+from fpdf.fonts import FontFace
 
 from ledger.money import format_minor
-from reporting.models import VatInvoice
+from reporting.models import VatCreditNote, VatInvoice
 from reporting.vat import format_rate
 
 
@@ -22,25 +27,32 @@ def latin1(text: Any) -> str:
     return kept.encode("latin-1", "replace").decode("latin-1")
 
 
-def render_invoice_pdf(invoice: VatInvoice) -> bytes:
-    currency = invoice.currency
+def _document(
+    *,
+    title: str,
+    facts: list[tuple[str, str]],
+    seller: dict[str, Any],
+    buyer: dict[str, Any],
+    issued_at: datetime,
+    currency: str,
+    rows: Iterable[tuple[str, str, int, int, int, int]],
+    totals: list[tuple[str, int]],
+    note: str,
+    compress: bool,
+) -> bytes:
     pdf = FPDF(format="A4")
-    pdf.set_title(latin1(f"Invoice {invoice.invoice_number}"))
-    pdf.set_author(latin1(invoice.seller.get("name", "")))
-    pdf.set_creation_date(invoice.issued_at)
+    pdf.set_compression(compress)
+    pdf.set_title(latin1(title))
+    pdf.set_author(latin1(seller.get("name", "")))
+    pdf.set_creation_date(issued_at)
     pdf.add_page()
     pdf.set_font("Helvetica", "B", 16)
-    pdf.cell(0, 10, latin1(f"Invoice {invoice.invoice_number}"), new_x="LMARGIN", new_y="NEXT")
+    pdf.cell(0, 10, latin1(title), new_x="LMARGIN", new_y="NEXT")
     pdf.set_font("Helvetica", "", 10)
-    for label, value in [
-        ("Issued", invoice.issued_at.date().isoformat()),
-        ("Period", f"{invoice.period_start.isoformat()} to {invoice.period_end.isoformat()}"),
-        ("Currency", currency),
-    ]:
+    for label, value in facts:
         pdf.cell(0, 5, latin1(f"{label}: {value}"), new_x="LMARGIN", new_y="NEXT")
     pdf.ln(4)
 
-    seller, buyer = invoice.seller, invoice.buyer
     top = pdf.get_y()
     pdf.set_font("Helvetica", "B", 10)
     pdf.cell(90, 5, "From", new_x="LEFT", new_y="NEXT")
@@ -72,49 +84,113 @@ def render_invoice_pdf(invoice: VatInvoice) -> bytes:
     )
     pdf.set_y(max(bottom, pdf.get_y()) + 6)
 
-    widths = (24, 62, 26, 18, 26, 26)
-    headings = ("Date", "Description", "Net", "VAT %", "VAT", "Gross")
-    pdf.set_font("Helvetica", "B", 9)
-    for width, heading in zip(widths, headings, strict=True):
-        pdf.cell(
-            width, 6, heading, border="B", align="L" if heading in ("Date", "Description") else "R"
-        )
-    pdf.ln()
     pdf.set_font("Helvetica", "", 9)
-    for line in invoice.lines.all():
-        cells = (
-            line.supplied_at.date().isoformat(),
-            latin1(line.description)[:44],
-            format_minor(line.net_cents, currency),
-            format_rate(line.rate_bps),
-            format_minor(line.vat_cents, currency),
-            format_minor(line.gross_cents, currency),
-        )
-        for index, (width, text) in enumerate(zip(widths, cells, strict=True)):
-            pdf.cell(width, 5, text, align="L" if index < 2 else "R")
-        pdf.ln()
+    with pdf.table(
+        col_widths=(22, 70, 24, 16, 22, 24),
+        text_align=("LEFT", "LEFT", "RIGHT", "RIGHT", "RIGHT", "RIGHT"),
+        headings_style=FontFace(emphasis="BOLD"),
+        borders_layout="HORIZONTAL_LINES",
+        line_height=5,
+    ) as table:
+        table.row(("Date", "Description", "Net", "VAT %", "VAT", "Gross"))
+        for day, description, rate_bps, net, vat, gross in rows:
+            table.row(
+                (
+                    day,
+                    latin1(description),
+                    format_minor(net, currency),
+                    format_rate(rate_bps),
+                    format_minor(vat, currency),
+                    format_minor(gross, currency),
+                )
+            )
     pdf.ln(3)
     pdf.set_font("Helvetica", "B", 10)
-    for label, cents in [
-        ("Net", invoice.net_cents),
-        (f"VAT {format_rate(invoice.rate_bps)}", invoice.vat_cents),
-        ("Total", invoice.gross_cents),
-    ]:
-        pdf.cell(sum(widths) - 40, 6, latin1(label), align="R")
+    for label, cents in totals:
+        pdf.cell(138, 6, latin1(label), align="R")
         pdf.cell(40, 6, format_minor(cents, currency), align="R", new_x="LMARGIN", new_y="NEXT")
     pdf.ln(4)
     pdf.set_font("Helvetica", "", 8)
-    pdf.multi_cell(
-        0,
-        4,
-        latin1(
-            "Marketplace service fees on the charges listed, "
-            + (
-                "VAT included in the fee."
-                if invoice.prices_include_vat
-                else "VAT charged on top of the fee."
-            )
-            + " VAT is computed per line and rounded half up to the minor unit."
-        ),
-    )
+    pdf.multi_cell(0, 4, latin1(note))
     return bytes(pdf.output())
+
+
+def _vat_note(prices_include_vat: bool) -> str:
+    return (
+        "VAT included in the fee." if prices_include_vat else "VAT charged on top of the fee."
+    ) + " VAT is computed per line and rounded half up to the minor unit."
+
+
+def render_invoice_pdf(invoice: VatInvoice, *, compress: bool = True) -> bytes:
+    return _document(
+        title=f"Invoice {invoice.invoice_number}",
+        facts=[
+            ("Issued", invoice.issued_at.date().isoformat()),
+            ("Period", f"{invoice.period_start.isoformat()} to {invoice.period_end.isoformat()}"),
+            ("Currency", invoice.currency),
+        ],
+        seller=invoice.seller,
+        buyer=invoice.buyer,
+        issued_at=invoice.issued_at,
+        currency=invoice.currency,
+        rows=(
+            (
+                line.supplied_at.date().isoformat(),
+                line.description,
+                line.rate_bps,
+                line.net_cents,
+                line.vat_cents,
+                line.gross_cents,
+            )
+            for line in invoice.lines.all()
+        ),
+        totals=[
+            ("Net", invoice.net_cents),
+            (f"VAT {format_rate(invoice.rate_bps)}", invoice.vat_cents),
+            ("Total", invoice.gross_cents),
+        ],
+        note="Marketplace service fees on the charges listed, "
+        + _vat_note(invoice.prices_include_vat),
+        compress=compress,
+    )
+
+
+def render_credit_note_pdf(note: VatCreditNote, *, compress: bool = True) -> bytes:
+    invoice = note.invoice
+    return _document(
+        title=f"Credit note {note.credit_note_number}",
+        facts=[
+            ("Issued", note.issued_at.date().isoformat()),
+            (
+                "Credits invoice",
+                f"{invoice.invoice_number} of {invoice.issued_at.date().isoformat()}",
+            ),
+            ("Currency", note.currency),
+        ],
+        seller=note.seller,
+        buyer=note.buyer,
+        issued_at=note.issued_at,
+        currency=note.currency,
+        rows=(
+            (
+                note.issued_at.date().isoformat(),
+                line.description,
+                line.rate_bps,
+                line.net_cents,
+                line.vat_cents,
+                line.gross_cents,
+            )
+            for line in note.lines.all()
+        ),
+        totals=[
+            ("Net credited", note.net_cents),
+            (f"VAT {format_rate(note.rate_bps)} credited", note.vat_cents),
+            ("Total credited", note.gross_cents),
+        ],
+        note=(
+            f"Marketplace service fees billed on invoice {invoice.invoice_number} and since"
+            " given back (refunds, lost disputes) on the charges listed. "
+            + _vat_note(note.prices_include_vat)
+        ),
+        compress=compress,
+    )

@@ -1,9 +1,12 @@
 """VAT invoices: the platform's fee on each charge is a service it sells the host.
 
 The job first issues invoices for the period's charges that no invoice covers yet (one per
-host and currency, numbered gap-free: services.issue_vat_invoices), then writes every invoice
-of the period (earlier runs' and this one's) as CSV (one row per line) or JSON (invoices with
-their lines), and a PDF per invoice.
+host and currency, numbered gap-free: services.issue_vat_invoices), then credit notes for
+what refunds and lost disputes have since taken back of the fees those invoices billed
+(credit_notes.issue_vat_credit_notes), then writes every invoice of the period and every
+credit note of those invoices (earlier runs' and this one's) as CSV (one row per line; a
+credit note's amounts negative, so that a column's sum is the fee kept) or JSON (invoices
+and credit notes with their lines), and a PDF of each.
 """
 
 from __future__ import annotations
@@ -15,9 +18,10 @@ from django.utils import timezone
 
 from ledger.money import format_minor
 from reporting import selectors, services
+from reporting.credit_notes import issue_vat_credit_notes
 from reporting.generators.base import GeneratedReport, dump_json, store_main, write_csv
-from reporting.generators.invoice_pdf import render_invoice_pdf
-from reporting.models import Report, ReportFormat, VatInvoice
+from reporting.generators.invoice_pdf import render_credit_note_pdf, render_invoice_pdf
+from reporting.models import Report, ReportFormat, VatCreditNote, VatInvoice
 from reporting.progress import Progress
 from reporting.storage import OutputFile, StoredFile
 from reporting.vat import format_rate
@@ -67,8 +71,55 @@ def invoice_record(invoice: VatInvoice) -> dict[str, Any]:
     }
 
 
+def credit_note_record(note: VatCreditNote) -> dict[str, Any]:
+    currency = note.currency
+    return {
+        "credit_note_number": note.credit_note_number,
+        "series": note.series,
+        "number": note.number,
+        "issued_at": note.issued_at,
+        "invoice_number": note.invoice.invoice_number,
+        "period_start": note.invoice.period_start,
+        "period_end": note.invoice.period_end,
+        "seller": note.seller,
+        "buyer": note.buyer,
+        "currency": currency,
+        "country": note.country,
+        "rate_bps": note.rate_bps,
+        "vat_rate": format_rate(note.rate_bps),
+        "prices_include_vat": note.prices_include_vat,
+        "fee_cents": note.fee_cents,
+        "net_cents": note.net_cents,
+        "net": format_minor(note.net_cents, currency),
+        "vat_cents": note.vat_cents,
+        "vat": format_minor(note.vat_cents, currency),
+        "gross_cents": note.gross_cents,
+        "gross": format_minor(note.gross_cents, currency),
+        "pdf": credit_note_pdf_name(note),
+        "lines": [
+            {
+                "reference_id": line.reference_id,
+                "description": line.description,
+                "reductions": line.reductions,
+                "rate_bps": line.rate_bps,
+                "vat_rate": format_rate(line.rate_bps),
+                "fee_cents": line.fee_cents,
+                "net_cents": line.net_cents,
+                "net": format_minor(line.net_cents, currency),
+                "vat_cents": line.vat_cents,
+                "vat": format_minor(line.vat_cents, currency),
+                "gross_cents": line.gross_cents,
+                "gross": format_minor(line.gross_cents, currency),
+            }
+            for line in note.lines.all()
+        ],
+    }
+
+
 CSV_HEADER = [
+    "document",
     "invoice_number",
+    "credits_invoice",
     "issued_at",
     "period_start",
     "period_end",
@@ -93,12 +144,20 @@ CSV_HEADER = [
 ]
 
 
-def csv_rows(records: list[dict[str, Any]]) -> Any:
-    for invoice in records:
+def csv_rows(records: list[dict[str, Any]], notes: list[dict[str, Any]] | None = None) -> Any:
+    """Invoices' lines, then credit notes' lines with negative amounts (a credit note's
+    number in `invoice_number`, the invoice it credits in `credits_invoice`)."""
+    documents = [("invoice", r, 1) for r in records] + [("credit_note", n, -1) for n in notes or []]
+    for kind, invoice, sign in documents:
         seller, buyer = invoice["seller"], invoice["buyer"]
+        currency = invoice["currency"]
         for line in invoice["lines"]:
             yield [
-                invoice["invoice_number"],
+                kind,
+                invoice["credit_note_number"]
+                if kind == "credit_note"
+                else invoice["invoice_number"],
+                invoice["invoice_number"] if kind == "credit_note" else "",
                 invoice["issued_at"],
                 invoice["period_start"],
                 invoice["period_end"],
@@ -111,20 +170,34 @@ def csv_rows(records: list[dict[str, Any]]) -> Any:
                 buyer.get("country"),
                 invoice["currency"],
                 line["reference_id"],
-                line["supplied_at"],
+                line.get("supplied_at", invoice["issued_at"]),
                 line["description"],
-                line["net_cents"],
-                line["net"],
+                sign * line["net_cents"],
+                format_minor(sign * line["net_cents"], currency),
                 line["vat_rate"],
-                line["vat_cents"],
-                line["vat"],
-                line["gross_cents"],
-                line["gross"],
+                sign * line["vat_cents"],
+                format_minor(sign * line["vat_cents"], currency),
+                sign * line["gross_cents"],
+                format_minor(sign * line["gross_cents"], currency),
             ]
 
 
 def pdf_name(invoice: VatInvoice) -> str:
     return f"{invoice.invoice_number}.pdf"
+
+
+def credit_note_pdf_name(note: VatCreditNote) -> str:
+    return f"{note.credit_note_number}.pdf"
+
+
+def store_credit_note_pdf(note: VatCreditNote) -> StoredFile:
+    output = OutputFile()
+    output.write_bytes(render_credit_note_pdf(note))
+    return output.store(
+        location=f"reports/credit-notes/{note.series}/{credit_note_pdf_name(note)}",
+        name=credit_note_pdf_name(note),
+        content_type="application/pdf",
+    )
 
 
 def store_pdf(invoice: VatInvoice) -> StoredFile:
@@ -151,21 +224,27 @@ def generate(*, report: Report, progress: Progress) -> GeneratedReport:
         host_id=params.get("user_id"),
         report=report,
     )
+    scope = {
+        "period_start": period_start,
+        "period_end": period_end,
+        "currency": params.get("currency"),
+        "host_id": params.get("user_id"),
+    }
+    issue_vat_credit_notes(**scope, report=report)
     progress.update(20)
     with system_context():
-        invoices = list(
-            selectors.invoices_for_period(
-                period_start=period_start,
-                period_end=period_end,
-                currency=params.get("currency"),
-                host_id=params.get("user_id"),
-            )
-        )
+        invoices = list(selectors.invoices_for_period(**scope))
+        notes = list(selectors.credit_notes_for_period(**scope))
     records = [invoice_record(invoice) for invoice in invoices]
+    note_records = [credit_note_record(note) for note in notes]
     pdfs = []
+    documents = len(invoices) + len(notes)
     for done, invoice in enumerate(invoices, 1):
         pdfs.append(store_pdf(invoice))
-        progress.fraction(done, len(invoices), start=20, end=85)
+        progress.fraction(done, documents, start=20, end=85)
+    for done, note in enumerate(notes, len(invoices) + 1):
+        pdfs.append(store_credit_note_pdf(note))
+        progress.fraction(done, documents, start=20, end=85)
 
     output = OutputFile()
     with output.text() as out:
@@ -180,15 +259,16 @@ def generate(*, report: Report, progress: Progress) -> GeneratedReport:
                     "user_id": params.get("user_id"),
                     "generated_at": timezone.now(),
                     "invoices": records,
+                    "credit_notes": note_records,
                 },
                 out,
             )
         else:
-            write_csv(out, CSV_HEADER, csv_rows(records))
+            write_csv(out, CSV_HEADER, csv_rows(records, note_records))
     progress.update(95)
     filename = f"vat-invoices-{period_start}-{period_end}-report-{report.pk}.{report.format}"
     return GeneratedReport(
         main=store_main(report, output, filename),
-        row_count=sum(len(record["lines"]) for record in records),
+        row_count=sum(len(record["lines"]) for record in [*records, *note_records]),
         files=pdfs,
     )

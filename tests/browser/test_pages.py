@@ -125,13 +125,15 @@ def test_a_host_requests_a_payout_and_stripe_pays_it(open_page, stripe_standin):
 
     page.fill("#id_amount", "90.01")
     page.click("#payout-form button[type=submit]")
-    assert "exceeds the available balance of 90.00 GBP" in page.inner_text("#id_amount-error")
+    assert "exceeds the available balance of £90.00" in page.inner_text("#id_amount-error")
     with system_context():
         assert not Payout.objects.filter(user=host).exists()
     screenshot(page, "payout-refused-desktop")
 
     page.fill("#id_amount", "60.00")
     page.click("#payout-form button[type=submit]")
+    assert page.inner_text("[data-testid=confirm-amount]") == "£60.00"
+    page.click("#confirm-form button[type=submit]")
     page.wait_for_url("**/me/payouts/*/")
     with system_context():
         payout = Payout.objects.get(user=host)

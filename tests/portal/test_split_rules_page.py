@@ -83,7 +83,7 @@ def test_editing_a_rule_writes_its_next_version(signed_in, host, artist):
         (("70", "20"), "Shares add up to 90%: they must add up to exactly 100%."),
         (("70", "30.01"), "Shares add up to 100.01%: they must add up to exactly 100%."),
         (("70", "abc"), "enter a number"),
-        (("70", "29.995"), "at most two decimals"),
+        (("70", "29.9950"), "at most two decimals"),
         (("100", "0"), "must be more than 0% and at most 100%"),
         (("150", "-50"), "must be more than 0% and at most 100%"),
     ],
@@ -142,3 +142,17 @@ def test_archiving_a_rule_takes_it_off_the_list(signed_in, host):
     with system_context():
         rule.refresh_from_db()
     assert rule.archived_at is not None
+
+
+def test_a_share_with_a_decimal_comma_is_read_as_the_payout_form_reads_amounts(
+    signed_in, host, artist
+):
+    response = signed_in(host).post(
+        "/me/splits/new/",
+        rule_form("Comma", (host, "99,5"), (artist, "0,5 %")),
+        HTTP_ACCEPT_LANGUAGE="en-US",
+    )
+    assert response.status_code == 302
+    with system_context():
+        rule = SplitRule.objects.get(owner=host)
+    assert [r["share_bps"] for r in rule.rules] == [9950, 50]

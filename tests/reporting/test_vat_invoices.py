@@ -147,10 +147,15 @@ def test_invoices_per_host_and_currency_with_exact_vat_and_pdfs(
         f"{series}-{year}-000001",
         f"{series}-{year}-000002",
     ]
-    assert report.row_count == 4
+    # ...and the half of it that was refunded is credited: 1.50 of the 3.00 fee.
+    [credit] = document["credit_notes"]
+    assert (credit["invoice_number"], credit["gross_cents"], credit["currency"]) == (
+        invoices["EUR"]["invoice_number"], 150, "EUR",
+    )  # fmt: skip
+    assert report.row_count == 5
 
     assert sorted(f["name"] for f in report.files) == sorted(
-        f"{i['invoice_number']}.pdf" for i in invoices.values()
+        [f"{i['invoice_number']}.pdf" for i in invoices.values()] + [credit["pdf"]]
     )
     for stored in report.files:
         with open_stored(stored["location"]) as handle:
@@ -333,3 +338,170 @@ def test_concurrent_generation_keeps_numbers_gap_free_and_unique(series):
         counter = InvoiceCounter.objects.get(series=invoices[0].series)
         assert counter.last_number == 4
         assert VatInvoice.objects.filter(series=counter.series).aggregate(m=Max("number"))["m"] == 4
+
+
+# --- credit notes: invoices less credit notes are the fee the books keep ---
+
+
+def fee_kept(charge_txn) -> int:
+    """The charge's platform fee the ledger keeps: its credit to fee revenue less what the
+    postings that refer to it (reversals, refunds) took back."""
+    from disputes.models import Refund
+    from ledger.models import LedgerEntry, LedgerTransaction
+
+    with system_context():
+        related = {charge_txn.pk}
+        related |= set(
+            LedgerTransaction.objects.filter(reverses=charge_txn).values_list("id", flat=True)
+        )
+        for refund in Refund.objects.filter(charge_id=charge_txn.reference_id):
+            related |= {refund.ledger_transaction_id, refund.failure_transaction_id} - {None}
+        entries = LedgerEntry.objects.filter(
+            transaction_id__in=related, account__code__startswith="platform:fee_revenue:"
+        )
+        return sum(e.amount_cents if e.type == "credit" else -e.amount_cents for e in entries)
+
+
+def documents(report) -> tuple[list[dict], list[dict]]:
+    document = json.loads(stored_text(report))
+    return document["invoices"], document["credit_notes"]
+
+
+@pytest.mark.django_db
+def test_a_partial_refund_after_the_invoice_is_credited_and_totals_match_the_ledger(
+    series, host, run_job, settings
+):
+    """Fee 2.50 at 19% included: invoiced net 2.10, VAT 0.40. 1.00 of it refunded: the
+    fee kept, 1.50, would be invoiced net 1.26, VAT 0.24, so the credit note is net 0.84,
+    VAT 0.16, gross 1.00. Then the rest: net 1.26, VAT 0.24, gross 1.50."""
+    settings.REPORTING_DEDUPE_SECONDS = 0
+    charge_id = f"ch_3MtwBwLkdIwHu7ix28a3tqPa{tag()}"
+    charge = post_charge(
+        charge_id=charge_id,
+        host=host,
+        currency="USD",
+        gross=2500,
+        shares={host: 2250},
+        platform_fee=250,
+        effective_at=at(2025, 1, 10),
+    )
+    first = vat_report(host, run_job)
+    invoices, notes = documents(first)
+    assert [(i["net_cents"], i["vat_cents"], i["gross_cents"]) for i in invoices] == [
+        (210, 40, 250)
+    ]
+    assert notes == []
+
+    reverse_transaction(
+        transaction=charge, ratio=Fraction(2, 5), idempotency_key=f"refund:{charge_id}:1"
+    )
+    assert fee_kept(charge) == 150
+    second = vat_report(host, run_job)
+    invoices, notes = documents(second)
+    year = invoices[0]["issued_at"][:4]
+    [note] = notes
+    assert (note["net_cents"], note["vat_cents"], note["gross_cents"], note["fee_cents"]) == (
+        84, 16, 100, 100,
+    )  # fmt: skip
+    assert note["credit_note_number"] == f"{series}-{year}-CN-000001"
+    assert note["invoice_number"] == invoices[0]["invoice_number"]
+    assert note["lines"][0]["reference_id"] == charge_id
+    assert charge_id in note["lines"][0]["description"]
+    assert invoices[0]["gross_cents"] - note["gross_cents"] == fee_kept(charge)
+
+    # Nothing new taken back: nothing new credited.
+    assert documents(vat_report(host, run_job))[1] == notes
+
+    reverse_transaction(transaction=charge, idempotency_key=f"refund:{charge_id}:2")
+    rest = vat_report(host, run_job, report_format="csv")
+    rows = list(csv.DictReader(io.StringIO(stored_text(rest))))
+    assert [
+        (r["document"], r["invoice_number"], r["credits_invoice"], r["gross_cents"]) for r in rows
+    ] == [
+        ("invoice", invoices[0]["invoice_number"], "", "250"),
+        ("credit_note", f"{series}-{year}-CN-000001", invoices[0]["invoice_number"], "-100"),
+        ("credit_note", f"{series}-{year}-CN-000002", invoices[0]["invoice_number"], "-150"),
+    ]
+    assert [(r["net_cents"], r["vat_cents"]) for r in rows[1:]] == [("-84", "-16"), ("-126", "-24")]
+    assert sum(int(r["gross_cents"]) for r in rows) == fee_kept(charge) == 0
+    assert sum(int(r["vat_cents"]) for r in rows) == 0
+    assert rest.row_count == 3
+    assert sorted(f["name"] for f in rest.files) == sorted(
+        [
+            f"{invoices[0]['invoice_number']}.pdf",
+            f"{series}-{year}-CN-000001.pdf",
+            f"{series}-{year}-CN-000002.pdf",
+        ]
+    )
+
+
+@pytest.mark.django_db
+def test_credit_notes_are_numbered_gap_free_per_series_and_append_only(series, run_job, settings):
+    settings.REPORTING_DEDUPE_SECONDS = 0
+    hosts = [HostFactory(), HostFactory()]
+    charges = [
+        post_charge(
+            charge_id=f"cn{n}_{tag()}",
+            host=who,
+            currency="USD",
+            gross=1000,
+            shares={who: 900},
+            platform_fee=100,
+            effective_at=at(2025, 1, 5),
+        )
+        for n, who in enumerate(hosts)
+    ]
+    admin = AdminFactory()
+    vat_report(admin, run_job)
+    for n, charge in enumerate(charges):
+        reverse_transaction(
+            transaction=charge, ratio=Fraction(1, 2), idempotency_key=f"r{n}{tag()}"
+        )
+    _, notes = documents(vat_report(admin, run_job))
+    assert [n["number"] for n in notes] == [1, 2]
+    assert sorted(n["buyer"]["id"] for n in notes) == sorted(str(h.pk) for h in hosts)
+    with (
+        pytest.raises(DatabaseError, match="append-only"),
+        system_context(),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute(
+            "UPDATE vat_credit_notes SET gross_cents = 0 WHERE series LIKE %s", [f"{series}%"]
+        )
+    # A host reads only their own credit notes.
+    from reporting.models import VatCreditNote
+
+    with user_context(hosts[0]):
+        assert [
+            str(n.host_id) for n in VatCreditNote.objects.filter(series__startswith=series)
+        ] == [str(hosts[0].pk)]
+
+
+@pytest.mark.django_db
+def test_invoice_and_credit_note_pdfs_print_whole_charge_ids(series, host, run_job, settings):
+    from reporting.generators.invoice_pdf import render_credit_note_pdf, render_invoice_pdf
+    from reporting.models import VatCreditNote
+
+    settings.REPORTING_DEDUPE_SECONDS = 0
+    long_id = f"ch_3PqRsTuVwXyZ0123456789{tag()}"
+    charge = post_charge(
+        charge_id=long_id,
+        host=host,
+        currency="USD",
+        gross=2500,
+        shares={host: 2250},
+        platform_fee=250,
+        effective_at=at(2025, 1, 10),
+    )
+    vat_report(host, run_job)
+    reverse_transaction(transaction=charge, ratio=Fraction(1, 5), idempotency_key=f"r{tag()}")
+    vat_report(host, run_job)
+    with system_context():
+        invoice = VatInvoice.objects.get(lines__reference_id=long_id)
+        note = VatCreditNote.objects.get(invoice=invoice)
+        invoice_pdf = render_invoice_pdf(invoice, compress=False)
+        note_pdf = render_credit_note_pdf(note, compress=False)
+    # The description was cut at 44 characters: "Marketplace service fee, charge ch_3PqRsTuVw".
+    assert long_id.encode() in invoice_pdf
+    assert long_id.encode() in note_pdf
+    assert invoice.invoice_number.encode() in note_pdf
