@@ -16,7 +16,7 @@ from babel.core import get_global
 from babel.numbers import get_currency_precision, get_territory_currencies, list_currencies
 
 from treasury.errors import InvalidInput
-from treasury.money_format import MAX_AMOUNT_MINOR
+from treasury.money_format import MAX_AMOUNT_MINOR as MAX_AMOUNT_MINOR  # the one bound, re-exported
 
 # Codes CLDR knows that are not money one can be paid in (testing, precious metals, funds).
 NON_MONEY_CODES = frozenset({"XXX", "XTS", "XAU", "XAG", "XPT", "XPD", "XDR", "XSU", "XUA"})

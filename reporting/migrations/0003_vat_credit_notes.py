@@ -20,6 +20,8 @@ class Migration(migrations.Migration):
     dependencies = [
         ("reporting", "0002_row_level_security"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
+        # The policies read the verified context's functions (treasury/rls.py).
+        ("treasury", "0006_verified_context"),
     ]
 
     operations = [
