@@ -255,12 +255,21 @@ CREATE TABLE IF NOT EXISTS treasury_private.context_key (
 REVOKE ALL ON treasury_private.context_key FROM PUBLIC;
 
 -- HMAC-SHA256 (RFC 2104) under the installed key; NULL while no key is installed, so
--- nothing verifies and every policy matches no row.
+-- nothing verifies and every policy matches no row. PL/pgSQL, not SQL: a SQL function that
+-- cannot be inlined is planned again at every call, and this runs for every statement.
+-- (No SET clause: only the SECURITY DEFINER functions below call it, with theirs.)
 CREATE OR REPLACE FUNCTION treasury_private.context_mac(message text) RETURNS text
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT encode(sha256(k.outer_pad || sha256(k.inner_pad || convert_to(message, 'UTF8'))),
-                  'hex')
-      FROM treasury_private.context_key k
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    k record;
+BEGIN
+    SELECT inner_pad, outer_pad INTO k FROM treasury_private.context_key;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    RETURN encode(sha256(k.outer_pad || sha256(k.inner_pad || convert_to(message, 'UTF8'))),
+                  'hex');
+END;
 $$;
 REVOKE ALL ON FUNCTION treasury_private.context_mac(text) FROM PUBLIC;
 
@@ -292,18 +301,20 @@ $$;
 
 -- Does the context in the settings carry this transaction's seal?
 CREATE OR REPLACE FUNCTION app_context_is_verified() RETURNS boolean
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    SELECT coalesce(current_setting('app.context_seal', true) = treasury_private.context_mac(
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RETURN coalesce(current_setting('app.context_seal', true) = treasury_private.context_mac(
         'seal:' || pg_backend_pid()::text || ':'
         || extract(epoch FROM now())::text || ':'
         || coalesce(current_setting('app.user_id', true), '') || ':'
-        || coalesce(current_setting('app.role', true), '')), false)
+        || coalesce(current_setting('app.role', true), '')), false);
+END;
 $$;
 
 -- The caller's verified role, also from inside a SECURITY DEFINER function (where
 -- app_verified_setting('app.role') answers 'system'): for functions that check who calls them.
 CREATE OR REPLACE FUNCTION app_caller_role() RETURNS text
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE sql STABLE AS $$
     SELECT CASE WHEN public.app_context_is_verified()
                 THEN nullif(current_setting('app.role', true), '') END
 $$;
@@ -313,10 +324,11 @@ $$;
 -- SECURITY DEFINER function (the runtime role can neither SET ROLE nor own such a function
 -- of another role), i.e. inside the owner's own code, which acts as the system.
 CREATE OR REPLACE FUNCTION app_verified_setting(p_name text) RETURNS text
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE sql STABLE AS $$
     SELECT CASE
         WHEN p_name = 'app.role' AND current_user <> session_user THEN 'system'
-        WHEN public.app_context_is_verified() THEN coalesce(current_setting(p_name, true), '')
+        WHEN public.app_context_is_verified()
+        THEN coalesce(pg_catalog.current_setting(p_name, true), '')
         ELSE ''
     END
 $$;
